@@ -1,0 +1,224 @@
+//! Compressed streams: multi-block xz (so decoding uses every core) and
+//! zstd, chosen by magic bytes when reading.
+
+use std::io::{self, BufReader, Read, Write};
+
+use serde::{Deserialize, Serialize};
+
+/// A compression format k8r reads and writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Compression {
+    /// No compression.
+    None,
+    /// xz, written as independent blocks so it decodes on all cores. The
+    /// default, compatible with k8r's `image.img.xz`.
+    #[default]
+    Xz,
+    /// zstd (faster to decode; `.zst`).
+    Zstd,
+}
+
+impl Compression {
+    /// The file-name suffix (`".xz"`, `".zst"`, `""`).
+    pub const fn suffix(self) -> &'static str {
+        match self {
+            Compression::None => "",
+            Compression::Xz => ".xz",
+            Compression::Zstd => ".zst",
+        }
+    }
+
+    /// Recognise a format from the first bytes of a stream.
+    pub fn sniff(head: &[u8]) -> Compression {
+        if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+            Compression::Xz
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Compression::Zstd
+        } else {
+            Compression::None
+        }
+    }
+}
+
+/// Memory the xz decoder may use for threading before it falls back to one
+/// thread. Blocks of 32 MiB need about 2 × 32 MiB per thread.
+const XZ_THREADING_MEMLIMIT: u64 = 256 << 20;
+
+/// A decoder for `format` over `r` using up to `threads` threads (xz only;
+/// zstd decodes faster than a disk on one core).
+pub fn decoder<'a>(format: Compression, r: impl Read + Send + 'a, threads: u32) -> io::Result<Box<dyn Read + Send + 'a>> {
+    Ok(match format {
+        Compression::None => Box::new(r),
+        Compression::Xz => {
+            // memlimit_threading must be set: a zero limit silently decodes on
+            // one thread; memlimit_stop zero fails at once (liblzma pitfall).
+            let stream = liblzma::stream::MtStreamBuilder::new()
+                .threads(threads.max(1))
+                .memlimit_threading(XZ_THREADING_MEMLIMIT)
+                .memlimit_stop(u64::MAX)
+                .decoder()
+                .map_err(io::Error::other)?;
+            Box::new(liblzma::read::XzDecoder::new_stream(BufReader::with_capacity(1 << 20, r), stream))
+        }
+        Compression::Zstd => {
+            let mut d = zstd::stream::read::Decoder::new(r)?;
+            // Accept streams made with --long=31.
+            d.window_log_max(31)?;
+            Box::new(d)
+        }
+    })
+}
+
+/// Sniff the format of `r` and decode it; plain input passes through.
+pub fn auto_decoder<'a>(r: impl Read + Send + 'a, threads: u32) -> io::Result<(Compression, Box<dyn Read + Send + 'a>)> {
+    let mut r = BufReader::with_capacity(1 << 20, r);
+    let head = io::BufRead::fill_buf(&mut r)?;
+    let format = Compression::sniff(head);
+    Ok((format, decoder(format, r, threads)?))
+}
+
+/// Settings for writing a compressed artifact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncodeOptions {
+    /// The format.
+    pub format: Compression,
+    /// Compression level: xz preset 0–9, zstd level 1–19.
+    pub level: u32,
+    /// Worker threads.
+    pub threads: u32,
+    /// xz block size in bytes: each block decodes independently, which is
+    /// what lets the node decode on several cores.
+    pub block_size: u64,
+}
+
+impl Default for EncodeOptions {
+    fn default() -> Self {
+        EncodeOptions {
+            format: Compression::Xz,
+            level: 6,
+            threads: std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(2),
+            block_size: 32 << 20,
+        }
+    }
+}
+
+/// A compressing writer; call [`Encoder::finish`] to flush the trailer.
+pub enum Encoder<W: Write> {
+    /// Plain passthrough.
+    None(W),
+    /// xz (multi-threaded, multi-block).
+    Xz(liblzma::write::XzEncoder<W>),
+    /// zstd.
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+}
+
+impl<W: Write> std::fmt::Debug for Encoder<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Encoder::None(_) => "Encoder::None",
+            Encoder::Xz(_) => "Encoder::Xz",
+            Encoder::Zstd(_) => "Encoder::Zstd",
+        })
+    }
+}
+
+impl<W: Write> Encoder<W> {
+    /// Start compressing into `w`.
+    pub fn new(w: W, opts: EncodeOptions) -> io::Result<Self> {
+        Ok(match opts.format {
+            Compression::None => Encoder::None(w),
+            Compression::Xz => {
+                let stream = liblzma::stream::MtStreamBuilder::new()
+                    .threads(opts.threads.max(1))
+                    .preset(opts.level.min(9))
+                    .block_size(opts.block_size)
+                    .check(liblzma::stream::Check::Crc64)
+                    .encoder()
+                    .map_err(io::Error::other)?;
+                Encoder::Xz(liblzma::write::XzEncoder::new_stream(w, stream))
+            }
+            Compression::Zstd => {
+                let mut e = zstd::stream::write::Encoder::new(w, opts.level.clamp(1, 19) as i32)?;
+                e.long_distance_matching(true)?;
+                e.window_log(27)?;
+                e.multithread(opts.threads.max(1))?;
+                Encoder::Zstd(e)
+            }
+        })
+    }
+
+    /// Write the trailer and return the inner writer.
+    pub fn finish(self) -> io::Result<W> {
+        match self {
+            Encoder::None(w) => Ok(w),
+            Encoder::Xz(e) => e.finish(),
+            Encoder::Zstd(e) => e.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Encoder<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Encoder::None(w) => w.write(buf),
+            Encoder::Xz(e) => e.write(buf),
+            Encoder::Zstd(e) => e.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Encoder::None(w) => w.flush(),
+            Encoder::Xz(e) => e.flush(),
+            Encoder::Zstd(e) => e.flush(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(format: Compression) {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let opts = EncodeOptions { format, level: 1, threads: 2, block_size: 1 << 20 };
+        let mut enc = Encoder::new(Vec::new(), opts).expect("encoder");
+        enc.write_all(&data).expect("write");
+        let packed = enc.finish().expect("finish");
+        assert_eq!(Compression::sniff(&packed), format);
+        let (sniffed, mut dec) = auto_decoder(&packed[..], 2).expect("decoder");
+        assert_eq!(sniffed, format);
+        let mut out = Vec::new();
+        dec.read_to_end(&mut out).expect("decode");
+        assert!(out == data, "{format:?} round trip differs");
+    }
+
+    #[test]
+    fn xz_round_trips() {
+        round_trip(Compression::Xz);
+    }
+
+    #[test]
+    fn zstd_round_trips() {
+        round_trip(Compression::Zstd);
+    }
+
+    #[test]
+    fn plain_passes_through() {
+        round_trip(Compression::None);
+    }
+
+    #[test]
+    fn corrupt_xz_is_an_error() {
+        let opts = EncodeOptions { format: Compression::Xz, level: 1, threads: 1, block_size: 1 << 20 };
+        let mut enc = Encoder::new(Vec::new(), opts).expect("encoder");
+        enc.write_all(&[7u8; 100_000]).expect("write");
+        let mut packed = enc.finish().expect("finish");
+        let mid = packed.len() / 2;
+        packed[mid] ^= 0x40;
+        let mut out = Vec::new();
+        let r = decoder(Compression::Xz, &packed[..], 2).expect("decoder").read_to_end(&mut out);
+        assert!(r.is_err(), "bit flip must be detected");
+    }
+}

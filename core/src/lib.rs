@@ -1,0 +1,28 @@
+//! Shared low-level k8r code, used by the builder (`k8r`) and the node
+//! runtime (`k8r-node`) so nothing is written twice:
+//!
+//! * [`disk`]: the `Disk` seam (image files, block devices, bounded regions);
+//!   [`blockdev`]: the block-device ioctls behind it.
+//! * [`ptable`]: MBR and GPT partition tables: read, validate, write, grow.
+//! * [`fat`]: FAT filesystems in userspace: read, build, atomic small-file replace.
+//! * [`ext4`]: ext4 superblock and used-block map; e2fsprogs driven safely.
+//! * [`bootmodel`]: the Raspberry Pi firmware's boot selection as a pure model.
+//! * [`manifest`]: artifact manifests; [`kube`]: Kubernetes versions.
+//! * [`io`], [`compress`]: streaming adapters, multi-threaded xz and zstd.
+//! * [`platform`]: distribution, architecture and init of a root filesystem.
+//! * [`cmd`]: the one way k8r runs subprocesses.
+
+pub mod blockdev;
+pub mod bootmodel;
+pub mod cmd;
+pub mod compress;
+pub mod disk;
+pub mod ext4;
+pub mod fat;
+pub mod io;
+pub mod kube;
+pub mod manifest;
+pub mod platform;
+pub mod ptable;
+
+pub use disk::{Disk, FileDisk, MemDisk, Region};

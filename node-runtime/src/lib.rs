@@ -1,0 +1,1 @@
+//! The k8r node runtime (`k8r-node`): the agent on every node.

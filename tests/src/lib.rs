@@ -1,0 +1,1 @@
+//! Test support for k8r's end-to-end tiers.
