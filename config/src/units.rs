@@ -96,7 +96,9 @@ impl fmt::Display for Sectors {
 
 /// A size string that could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{input:?} is not a size (expected a number with an optional unit: B, K/KiB, M/MiB, G/GiB, T/TiB, KB, MB, GB, TB)")]
+#[error(
+    "{input:?} is not a size (expected a number with an optional unit: B, K/KiB, M/MiB, G/GiB, T/TiB, KB, MB, GB, TB)"
+)]
 pub struct SizeParseError {
     /// What the user wrote.
     pub input: String,

@@ -11,11 +11,7 @@ const STDERR_TAIL: usize = 2048;
 
 /// Render argv for messages: `debugfs -w -f script.txt root.img`.
 pub fn argv(cmd: &Command) -> String {
-    std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(OsStr::to_string_lossy)
-        .collect::<Vec<_>>()
-        .join(" ")
+    std::iter::once(cmd.get_program()).chain(cmd.get_args()).map(OsStr::to_string_lossy).collect::<Vec<_>>().join(" ")
 }
 
 fn tail(bytes: &[u8]) -> String {

@@ -47,7 +47,11 @@ const XZ_THREADING_MEMLIMIT: u64 = 256 << 20;
 
 /// A decoder for `format` over `r` using up to `threads` threads (xz only;
 /// zstd decodes faster than a disk on one core).
-pub fn decoder<'a>(format: Compression, r: impl Read + Send + 'a, threads: u32) -> io::Result<Box<dyn Read + Send + 'a>> {
+pub fn decoder<'a>(
+    format: Compression,
+    r: impl Read + Send + 'a,
+    threads: u32,
+) -> io::Result<Box<dyn Read + Send + 'a>> {
     Ok(match format {
         Compression::None => Box::new(r),
         Compression::Xz => {
@@ -71,7 +75,10 @@ pub fn decoder<'a>(format: Compression, r: impl Read + Send + 'a, threads: u32) 
 }
 
 /// Sniff the format of `r` and decode it; plain input passes through.
-pub fn auto_decoder<'a>(r: impl Read + Send + 'a, threads: u32) -> io::Result<(Compression, Box<dyn Read + Send + 'a>)> {
+pub fn auto_decoder<'a>(
+    r: impl Read + Send + 'a,
+    threads: u32,
+) -> io::Result<(Compression, Box<dyn Read + Send + 'a>)> {
     let mut r = BufReader::with_capacity(1 << 20, r);
     let head = io::BufRead::fill_buf(&mut r)?;
     let format = Compression::sniff(head);

@@ -70,7 +70,8 @@ impl FileDisk {
         let meta = file.metadata().with_context(|| format!("reading metadata of {}", path.display()))?;
         let block_device = meta.file_type().is_block_device();
         let size = if block_device {
-            crate::blockdev::size_of(&file).with_context(|| format!("reading the size of block device {}", path.display()))?
+            crate::blockdev::size_of(&file)
+                .with_context(|| format!("reading the size of block device {}", path.display()))?
         } else {
             meta.len()
         };

@@ -156,7 +156,10 @@ impl Manifest {
             return invalid("version", "must be 1–128 printable characters");
         }
         if crate::kube::KubeVersion::parse(&self.kubernetes_version).is_none() {
-            return invalid("kubernetes_version", &format!("{:?} is not a version like 1.31.4", self.kubernetes_version));
+            return invalid(
+                "kubernetes_version",
+                &format!("{:?} is not a version like 1.31.4", self.kubernetes_version),
+            );
         }
         Ok(())
     }

@@ -131,7 +131,9 @@ pub fn detect(fs: &dyn FsRead) -> anyhow::Result<Platform> {
             }
         }
     }
-    let arch = arch.with_context(|| format!("no ELF binary for a supported architecture found in the root (looked at {})", ELF_PROBES.join(", ")))?;
+    let arch = arch.with_context(|| {
+        format!("no ELF binary for a supported architecture found in the root (looked at {})", ELF_PROBES.join(", "))
+    })?;
     Ok(Platform {
         distro,
         version_id: os.get("VERSION_ID").cloned().unwrap_or_default(),
@@ -180,7 +182,10 @@ mod tests {
             ("/usr/lib/systemd/systemd", elf(183)),
         ]);
         let p = detect(&fs).expect("detect");
-        assert_eq!((p.distro, p.arch, p.init, p.version_id.as_str()), (Distro::Ubuntu, Arch::Aarch64, InitSystem::Systemd, "24.04"));
+        assert_eq!(
+            (p.distro, p.arch, p.init, p.version_id.as_str()),
+            (Distro::Ubuntu, Arch::Aarch64, InitSystem::Systemd, "24.04")
+        );
         assert_eq!(p.pretty_name, "Ubuntu 24.04.1 LTS");
     }
 

@@ -114,7 +114,13 @@ impl Progress for Reporter {
             s.last = Instant::now();
             let rate = s.done as f64 / s.started.elapsed().as_secs_f64().max(0.001) / (1 << 20) as f64;
             if self.total > 0 {
-                tracing::info!("{}: {} of {} MiB ({:.0}%, {rate:.1} MiB/s)", self.label, s.done >> 20, self.total >> 20, s.done as f64 * 100.0 / self.total as f64);
+                tracing::info!(
+                    "{}: {} of {} MiB ({:.0}%, {rate:.1} MiB/s)",
+                    self.label,
+                    s.done >> 20,
+                    self.total >> 20,
+                    s.done as f64 * 100.0 / self.total as f64
+                );
             } else {
                 tracing::info!("{}: {} MiB ({rate:.1} MiB/s)", self.label, s.done >> 20);
             }
