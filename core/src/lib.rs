@@ -10,9 +10,11 @@
 //! * [`manifest`]: artifact manifests; [`kube`]: Kubernetes versions.
 //! * [`io`], [`compress`]: streaming adapters, multi-threaded xz and zstd.
 //! * [`platform`]: distribution, architecture and init of a root filesystem.
+//! * [`bmap`]: bmaptool-compatible block maps of sparse images.
 //! * [`cmd`]: the one way k8r runs subprocesses.
 
 pub mod blockdev;
+pub mod bmap;
 pub mod bootmodel;
 pub mod cmd;
 pub mod compress;
