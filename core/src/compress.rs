@@ -183,6 +183,100 @@ impl<W: Write> Write for Encoder<W> {
     }
 }
 
+/// What the index of an xz file says about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct XzInfo {
+    /// Total decompressed size of all streams.
+    pub uncompressed: u64,
+    /// Number of blocks (1 means the file decodes on one core only).
+    pub blocks: u64,
+    /// Number of concatenated streams.
+    pub streams: u64,
+}
+
+/// Upper bound on records read from xz indexes (a 1 TiB image in 1 MiB blocks).
+const XZ_MAX_RECORDS: u64 = 1 << 20;
+
+/// Read the decompressed size and block count of an xz file from its
+/// index(es) at the end, without decoding. Returns `None` when the file is
+/// not xz. Multi-stream files and stream padding are handled.
+pub fn xz_info(file: &std::fs::File) -> io::Result<Option<XzInfo>> {
+    use std::os::unix::fs::FileExt;
+    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("xz index: {what}"));
+    let len = file.metadata()?.len();
+    let mut head = [0u8; 6];
+    if len < 32 || file.read_exact_at(&mut head, 0).is_err() || Compression::sniff(&head) != Compression::Xz {
+        return Ok(None);
+    }
+    let mut info = XzInfo { uncompressed: 0, blocks: 0, streams: 0 };
+    let mut end = len;
+    while end > 0 {
+        // Stream padding: multiples of four zero bytes.
+        let mut word = [0u8; 4];
+        file.read_exact_at(&mut word, end - 4)?;
+        if word == [0; 4] {
+            end -= 4;
+            continue;
+        }
+        if end < 24 {
+            return Err(bad("truncated stream"));
+        }
+        let mut footer = [0u8; 12];
+        file.read_exact_at(&mut footer, end - 12)?;
+        if &footer[10..] != b"YZ" {
+            return Err(bad("no stream footer magic"));
+        }
+        let index_size = (u64::from(u32::from_le_bytes([footer[4], footer[5], footer[6], footer[7]])) + 1) * 4;
+        let index_start = (end - 12).checked_sub(index_size).ok_or_else(|| bad("index larger than the file"))?;
+        if index_size > (XZ_MAX_RECORDS * 20).max(1 << 16) {
+            return Err(bad("index absurdly large"));
+        }
+        let mut index = vec![0u8; index_size as usize];
+        file.read_exact_at(&mut index, index_start)?;
+        let (records, blocks_size) = parse_xz_index(&index, &mut info).map_err(|e| bad(&e))?;
+        info.blocks += records;
+        info.streams += 1;
+        end = index_start.checked_sub(blocks_size + 12).ok_or_else(|| bad("blocks larger than the file"))?;
+        if info.streams > XZ_MAX_RECORDS {
+            return Err(bad("too many streams"));
+        }
+    }
+    Ok(Some(info))
+}
+
+/// Parse one xz index; adds uncompressed sizes to `info`, returns (records,
+/// total padded size of the stream's blocks).
+fn parse_xz_index(index: &[u8], info: &mut XzInfo) -> Result<(u64, u64), String> {
+    fn vli(buf: &[u8], pos: &mut usize) -> Result<u64, String> {
+        let mut v = 0u64;
+        for i in 0..9 {
+            let b = *buf.get(*pos).ok_or("truncated number")?;
+            *pos += 1;
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err("number too long".into())
+    }
+    if index.first() != Some(&0) {
+        return Err("no index indicator".into());
+    }
+    let mut pos = 1;
+    let records = vli(index, &mut pos)?;
+    if records > XZ_MAX_RECORDS {
+        return Err(format!("{records} records"));
+    }
+    let mut blocks_size = 0u64;
+    for _ in 0..records {
+        let unpadded = vli(index, &mut pos)?;
+        let uncompressed = vli(index, &mut pos)?;
+        blocks_size = blocks_size.checked_add(unpadded.div_ceil(4) * 4).ok_or("sizes overflow")?;
+        info.uncompressed = info.uncompressed.checked_add(uncompressed).ok_or("sizes overflow")?;
+    }
+    Ok((records, blocks_size))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,6 +308,30 @@ mod tests {
     #[test]
     fn plain_passes_through() {
         round_trip(Compression::None);
+    }
+
+    #[test]
+    fn xz_index_gives_size_and_blocks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.xz");
+        let data: Vec<u8> = (0..5_000_000u32).map(|i| (i % 13) as u8).collect();
+        let opts = EncodeOptions { format: Compression::Xz, level: 0, threads: 2, block_size: 1 << 20 };
+        let mut enc = Encoder::new(Vec::new(), opts).expect("encoder");
+        enc.write_all(&data).expect("write");
+        let mut packed = enc.finish().expect("finish");
+        // A second stream after padding, as `cat a.xz b.xz` makes.
+        let second = packed.clone();
+        packed.extend_from_slice(&[0; 8]);
+        packed.extend_from_slice(&second);
+        std::fs::write(&path, &packed).expect("write");
+        let info = xz_info(&std::fs::File::open(&path).expect("open")).expect("parse").expect("is xz");
+        assert_eq!(info, XzInfo { uncompressed: 10_000_000, blocks: 10, streams: 2 });
+        std::fs::write(&path, b"not xz at all, just some text for the test").expect("write");
+        assert_eq!(xz_info(&std::fs::File::open(&path).expect("open")).expect("parse"), None);
+        let mut cut = second.clone();
+        cut.truncate(cut.len() - 3);
+        std::fs::write(&path, &cut).expect("write");
+        assert!(xz_info(&std::fs::File::open(&path).expect("open")).is_err(), "truncated file");
     }
 
     #[test]
