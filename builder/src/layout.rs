@@ -275,7 +275,12 @@ fn resolve(key: &'static str, spec: SizeSpec, auto: Bytes, need: Bytes, what: &s
         SizeSpec::Fixed(size) => aligned(key, size)?,
     };
     if size < need {
-        return Err(PlanError::TooSmall { key, have: size, need: need.align_up(MIB), what: format!("{what} ({need})") });
+        return Err(PlanError::TooSmall {
+            key,
+            have: size,
+            need: need.align_up(MIB),
+            what: format!("{what} ({need})"),
+        });
     }
     Ok(size)
 }
@@ -319,10 +324,23 @@ impl fmt::Display for Plan {
             TableKind::Mbr => writeln!(f, "disk signature 0x{:08x}", self.identity.mbr_signature)?,
             TableKind::Gpt => writeln!(f, "disk GUID {}", self.identity.gpt_disk_guid())?,
         }
-        writeln!(f, "{:>2}  {:<8} {:>12} {:>12} {:>10}  {:<4}  partuuid", "#", "role", "start", "sectors", "size", "fs")?;
+        writeln!(
+            f,
+            "{:>2}  {:<8} {:>12} {:>12} {:>10}  {:<4}  partuuid",
+            "#", "role", "start", "sectors", "size", "fs"
+        )?;
         for p in &self.partitions {
             if let (Some((start, size)), Role::Working) = (self.extended, p.role) {
-                writeln!(f, "{:>2}  {:<8} {:>12} {:>12} {:>10}  {:<4}", 4, "extended", start.0, size.0, size.bytes(), "-")?;
+                writeln!(
+                    f,
+                    "{:>2}  {:<8} {:>12} {:>12} {:>10}  {:<4}",
+                    4,
+                    "extended",
+                    start.0,
+                    size.0,
+                    size.bytes(),
+                    "-"
+                )?;
             }
             let fs = match p.role.fs() {
                 k8r_config::FsKind::Fat => "fat",

@@ -107,7 +107,11 @@ impl Bmap {
         let zeros = "0".repeat(64);
         let text = self.render(&zeros);
         let actual = Sha256(sha2::Sha256::digest(text.as_bytes()).into()).to_hex();
-        text.replacen(&format!("<BmapFileChecksum> {zeros} </BmapFileChecksum>"), &format!("<BmapFileChecksum> {actual} </BmapFileChecksum>"), 1)
+        text.replacen(
+            &format!("<BmapFileChecksum> {zeros} </BmapFileChecksum>"),
+            &format!("<BmapFileChecksum> {actual} </BmapFileChecksum>"),
+            1,
+        )
     }
 
     fn render(&self, file_checksum: &str) -> String {
@@ -169,7 +173,8 @@ impl Bmap {
         let blocks = self.blocks();
         let mut next = 0u64;
         for r in &self.ranges {
-            let bad = |reason: &str| BmapError::Range { range: format!("{}-{}", r.first, r.last), reason: reason.into() };
+            let bad =
+                |reason: &str| BmapError::Range { range: format!("{}-{}", r.first, r.last), reason: reason.into() };
             if r.last < r.first {
                 return Err(bad("ends before it starts"));
             }
@@ -252,7 +257,10 @@ fn parse_range(value: &str, chksum: Option<String>) -> Result<BmapRange, BmapErr
     let sha256 = chksum
         .ok_or_else(|| BmapError::Range { range: value.to_string(), reason: "has no chksum".into() })?
         .parse()
-        .map_err(|e: k8r_config::digest::Sha256ParseError| BmapError::Range { range: value.into(), reason: e.to_string() })?;
+        .map_err(|e: k8r_config::digest::Sha256ParseError| BmapError::Range {
+            range: value.into(),
+            reason: e.to_string(),
+        })?;
     Ok(BmapRange { first, last, sha256 })
 }
 
@@ -337,10 +345,7 @@ pub fn scan(path: &Path, progress: &dyn crate::io::progress::Progress) -> anyhow
     }
     feed_zeros(&mut whole, &zeros, size - pos);
     progress.inc(size - pos);
-    Ok(Scan {
-        bmap: Bmap { image_size: size, block_size: bs, ranges },
-        image_sha256: Sha256(whole.finalize().into()),
-    })
+    Ok(Scan { bmap: Bmap { image_size: size, block_size: bs, ranges }, image_sha256: Sha256(whole.finalize().into()) })
 }
 
 fn feed_zeros(h: &mut sha2::Sha256, zeros: &[u8], mut n: u64) {
@@ -369,7 +374,9 @@ mod tests {
     fn round_trips_with_file_checksum() {
         let b = sample();
         let xml = b.to_xml();
-        assert!(xml.contains("<Range chksum=\"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\"> 5 </Range>"));
+        assert!(xml.contains(
+            "<Range chksum=\"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\"> 5 </Range>"
+        ));
         assert_eq!(Bmap::parse(xml.as_bytes()).expect("parses"), b);
         assert_eq!(b.mapped_blocks(), 3);
         assert_eq!(b.blocks(), 11);
@@ -407,8 +414,9 @@ mod tests {
         assert_eq!(scan.bmap.ranges[1].first, (32 << 20) / 4096);
         let (want, _) = crate::io::sha256_reader(File::open(&path).expect("open")).expect("hash");
         assert_eq!(scan.image_sha256, want);
-        let (first, _) = crate::io::sha256_reader(&[1u8; 10].iter().copied().chain([0u8; 4086]).collect::<Vec<u8>>()[..])
-            .expect("hash");
+        let (first, _) =
+            crate::io::sha256_reader(&[1u8; 10].iter().copied().chain([0u8; 4086]).collect::<Vec<u8>>()[..])
+                .expect("hash");
         assert_eq!(scan.bmap.ranges[0].sha256, first);
     }
 }

@@ -9,6 +9,7 @@
 //! * [`bootmodel`]: the Raspberry Pi firmware's boot selection as a pure model.
 //! * [`manifest`]: artifact manifests; [`kube`]: Kubernetes versions.
 //! * [`io`], [`compress`]: streaming adapters, multi-threaded xz and zstd.
+//! * [`http`]: resumable, retrying downloads.
 //! * [`platform`]: distribution, architecture and init of a root filesystem.
 //! * [`bmap`]: bmaptool-compatible block maps of sparse images.
 //! * [`cmd`]: the one way k8r runs subprocesses.
@@ -21,6 +22,7 @@ pub mod compress;
 pub mod disk;
 pub mod ext4;
 pub mod fat;
+pub mod http;
 pub mod io;
 pub mod kube;
 pub mod manifest;

@@ -1,1 +1,4 @@
-//! Test support for k8r's end-to-end tiers.
+//! Test support for k8r's end-to-end tiers: a loopback HTTP server with
+//! fault knobs, vendor-image fixtures, and the QEMU harness.
+
+pub mod faultserver;
