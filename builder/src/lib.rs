@@ -2,3 +2,4 @@
 //! and upgrade artifacts, as a normal user (no root, loop devices or mounts).
 
 pub mod layout;
+pub mod node_binary;
