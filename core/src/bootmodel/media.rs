@@ -85,6 +85,72 @@ impl BootMedia for MemMedia {
     }
 }
 
+/// A [`BootMedia`] seen through planned changes: files in `changes` replace
+/// (or add to) those of `base`. The node resolves a boot switch on this
+/// before writing a byte: "what boots if `autoboot.txt` becomes this?".
+#[derive(Debug)]
+pub struct OverlayMedia<'a, M: BootMedia + ?Sized> {
+    base: &'a M,
+    changes: MemMedia,
+    removed: Vec<(u32, String)>,
+}
+
+impl<'a, M: BootMedia + ?Sized> OverlayMedia<'a, M> {
+    /// `base` with no changes yet.
+    pub fn new(base: &'a M) -> Self {
+        OverlayMedia { base, changes: MemMedia::new(), removed: Vec::new() }
+    }
+
+    /// Plan `path` on `partition` to hold `contents`.
+    pub fn file(mut self, partition: u32, path: &str, contents: impl AsRef<[u8]>) -> Self {
+        self.removed.retain(|(p, k)| !(*p == partition && *k == key(path)));
+        self.changes.insert(partition, path, contents);
+        self
+    }
+
+    /// Plan `path` on `partition` to be gone.
+    pub fn without(mut self, partition: u32, path: &str) -> Self {
+        self.changes.remove(partition, path);
+        self.removed.push((partition, key(path)));
+        self
+    }
+
+    fn is_removed(&self, partition: u32, path: &str) -> bool {
+        let k = key(path);
+        self.removed.iter().any(|(p, r)| *p == partition && *r == k)
+    }
+}
+
+impl<M: BootMedia + ?Sized> BootMedia for OverlayMedia<'_, M> {
+    fn partitions(&self) -> Vec<u32> {
+        let mut all = self.base.partitions();
+        all.extend(self.changes.partitions());
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
+
+    fn read(&self, partition: u32, path: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        if let Some(planned) = self.changes.read(partition, path)? {
+            return Ok(Some(planned));
+        }
+        if self.is_removed(partition, path) {
+            return Ok(None);
+        }
+        self.base.read(partition, path)
+    }
+
+    fn exists(&self, partition: u32, path: &str) -> anyhow::Result<bool> {
+        if self.changes.exists(partition, path)? {
+            return Ok(true);
+        }
+        if self.is_removed(partition, path) {
+            return Ok(false);
+        }
+        self.base.exists(partition, path)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,5 +167,18 @@ mod tests {
         assert!(!m.remove(2, "config.txt"));
         assert!(m.remove_partition(3));
         assert_eq!(m.partitions(), vec![2]);
+    }
+
+    #[test]
+    fn overlay_shadows_the_base() {
+        let base = MemMedia::new().file(1, "autoboot.txt", "old").file(2, "config.txt", "c");
+        let o = OverlayMedia::new(&base).file(1, "AUTOBOOT.TXT", "new").without(2, "config.txt").file(4, "x", "y");
+        assert_eq!(o.partitions(), vec![1, 2, 4]);
+        assert_eq!(o.read(1, "autoboot.txt").expect("no I/O").as_deref(), Some(&b"new"[..]));
+        assert!(!o.exists(2, "config.txt").expect("no I/O"));
+        assert_eq!(o.read(2, "config.txt").expect("no I/O"), None);
+        assert_eq!(base.read(1, "autoboot.txt").expect("no I/O").as_deref(), Some(&b"old"[..]), "base untouched");
+        let back = OverlayMedia::new(&base).without(2, "config.txt").file(2, "config.txt", "again");
+        assert!(back.exists(2, "config.txt").expect("no I/O"));
     }
 }

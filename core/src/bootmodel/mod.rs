@@ -69,7 +69,7 @@ pub use autoboot::{render_ab, Autoboot, AutobootChoice, AutobootError, AUTOBOOT_
 pub use board::Board;
 pub use cmdline::{Arg, Cmdline, CmdlineError};
 pub use config_txt::{ConfigError, ConfigSettings, Location, CONFIG_FILE, TRYBOOT_FILE};
-pub use media::{BootMedia, MemMedia};
+pub use media::{BootMedia, MemMedia, OverlayMedia};
 pub use resolve::{resolve, resolve_with, Firmware, MAX_CMDLINE_BYTES, PARTITION_WALK_MAX};
 pub use selection::{BootError, BootSelection, Expectation, ExpectationError};
 pub use syntax::TextError;

@@ -45,7 +45,9 @@ pub struct BootSelection {
     pub initramfs: Option<String>,
     /// The device tree, if one is loaded from the partition.
     pub device_tree: Option<String>,
-    /// The kernel command line.
+    /// The kernel command line as the file holds it. The Pi firmware puts
+    /// arguments of its own in front (`coherent_pool=`, `8250.nr_uarts=`,
+    /// `video=`, …); they do not choose the root.
     #[serde(serialize_with = "as_text")]
     pub cmdline: Cmdline,
     /// The file the command line was read from.

@@ -914,3 +914,19 @@ fn torn_autoboot_prefixes_never_select_a_stranger() {
         }
     }
 }
+
+/// The node's pre-switch check: resolve the planned autoboot.txt on an
+/// overlay, commit only if the result is what it expects.
+#[test]
+fn planned_switch_is_checked_before_writing() {
+    let disk = k8r_disk(2, 3);
+    let reinstall = OverlayMedia::new(&disk).file(1, AUTOBOOT_FILE, render_ab(3, 2));
+    let s = resolve(&reinstall, Board::Pi4, false).expect("reinstall state boots");
+    s.check(&Expectation { partition: Some(3), read_only: Some(true), ..Expectation::default() })
+        .expect("image slot, read-only");
+    s.expect_root_partuuid(ROOT_B).expect("image root");
+
+    let broken = OverlayMedia::new(&disk).file(1, AUTOBOOT_FILE, render_ab(3, 2)).without(3, "vmlinuz");
+    let err = resolve(&broken, Board::Pi4, false).expect_err("no kernel on slot B");
+    assert!(matches!(err, BootError::MissingKernel { partition: 3, .. }), "{err}");
+}
