@@ -75,4 +75,6 @@ pub use selection::{BootError, BootSelection, Expectation, ExpectationError};
 pub use syntax::TextError;
 
 #[cfg(test)]
+mod real_fat_tests;
+#[cfg(test)]
 mod tests;
