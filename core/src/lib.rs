@@ -7,6 +7,7 @@
 //! * [`fat`]: FAT filesystems in userspace: read, build, atomic small-file replace.
 //! * [`ext4`]: ext4 superblock and used-block map; e2fsprogs driven safely.
 //! * [`bootmodel`]: the Raspberry Pi firmware's boot selection as a pure model.
+//! * [`slots`]: k8r's two boot targets: their cmdline.txt and autoboot.txt.
 //! * [`manifest`]: artifact manifests; [`kube`]: Kubernetes versions.
 //! * [`io`], [`compress`]: streaming adapters, multi-threaded xz and zstd.
 //! * [`http`]: resumable, retrying downloads.
@@ -28,5 +29,6 @@ pub mod kube;
 pub mod manifest;
 pub mod platform;
 pub mod ptable;
+pub mod slots;
 
 pub use disk::{Disk, FileDisk, MemDisk, Region};
