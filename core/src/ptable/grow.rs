@@ -143,7 +143,8 @@ fn classify(old: &PartitionTable, new: &PartitionTable) -> Result<Option<u32>, P
 /// [`grow_last`]) in the crash-safe order described in the module docs,
 /// writing only sectors whose bytes change, then read the disk back and
 /// check it holds `new`. Returns the number of sectors written (0 when the
-/// disk already holds `new`). Refuses if the disk no longer holds `old`.
+/// disk already holds `new` in its final form). Refuses with
+/// [`PtableError::TableChanged`] if the disk holds neither `old` nor `new`.
 pub fn write_growth(disk: &mut dyn Disk, old: &PartitionTable, new: &PartitionTable) -> Result<u64, PtableError> {
     let disk_sectors = disk.size() / SECTOR_SIZE;
     if new.disk_sectors != disk_sectors {
@@ -152,7 +153,9 @@ pub fn write_growth(disk: &mut dyn Disk, old: &PartitionTable, new: &PartitionTa
     validate::table(new)?;
     classify(old, new)?;
     let (current, on_disk) = read_raw(disk)?;
-    if !same_layout(&current, old) {
+    // Holding `new` already is fine: a retry after success (or after a cut
+    // that left a GPT primary to repair) finishes with nothing or little to do.
+    if !same_layout(&current, old) && !same_layout(&current, new) {
         return Err(PtableError::TableChanged);
     }
     let plan = match &on_disk {

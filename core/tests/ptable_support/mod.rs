@@ -275,3 +275,95 @@ pub fn sfdisk_script(path: &Path, script: &str) {
     )))
     .expect("sfdisk applies the script");
 }
+
+/// A disk that stores only the sectors written to it (so a "1 GiB" disk
+/// costs a few KiB), for crash tests that copy the disk many times.
+#[derive(Debug, Clone, Default)]
+pub struct SparseDisk {
+    pub size: u64,
+    pub sectors: std::collections::HashMap<u64, [u8; 512]>,
+}
+
+impl SparseDisk {
+    pub fn new(sectors: u64) -> Self {
+        SparseDisk { size: sectors * 512, sectors: Default::default() }
+    }
+
+    /// Copy the stored sectors into a sparse image file.
+    pub fn save(&self, path: &Path) {
+        let mut f = FileDisk::create(path, self.size).expect("create image");
+        for (lba, s) in &self.sectors {
+            k8r_core::Disk::write_all_at(&mut f, s, lba * 512).expect("write sector");
+        }
+    }
+
+    fn check(&self, offset: u64, len: usize) -> std::io::Result<()> {
+        match offset.checked_add(len as u64) {
+            Some(end) if end <= self.size => Ok(()),
+            _ => Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "outside the disk")),
+        }
+    }
+}
+
+impl k8r_core::Disk for SparseDisk {
+    fn name(&self) -> String {
+        "sparse test disk".into()
+    }
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        self.check(offset, buf.len())?;
+        for (i, b) in buf.iter_mut().enumerate() {
+            let at = offset + i as u64;
+            *b = self.sectors.get(&(at / 512)).map_or(0, |s| s[(at % 512) as usize]);
+        }
+        Ok(())
+    }
+    fn write_all_at(&mut self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        self.check(offset, buf.len())?;
+        for (i, b) in buf.iter().enumerate() {
+            let at = offset + i as u64;
+            self.sectors.entry(at / 512).or_insert([0; 512])[(at % 512) as usize] = *b;
+        }
+        Ok(())
+    }
+    fn sync(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A disk that loses power after `budget` sectors have been written: the
+/// write that crosses the budget is torn at a sector boundary, and every
+/// later write fails.
+#[derive(Debug)]
+pub struct CrashDisk<D> {
+    pub inner: D,
+    pub budget: u64,
+}
+
+impl<D: k8r_core::Disk> k8r_core::Disk for CrashDisk<D> {
+    fn name(&self) -> String {
+        format!("{} (power cut after {} more sectors)", self.inner.name(), self.budget)
+    }
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        self.inner.read_exact_at(buf, offset)
+    }
+    fn write_all_at(&mut self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        assert!(offset % 512 == 0 && buf.len() % 512 == 0, "table writes are whole sectors");
+        for (i, sector) in buf.chunks(512).enumerate() {
+            if self.budget == 0 {
+                return Err(std::io::Error::other("power cut"));
+            }
+            self.inner.write_all_at(sector, offset + 512 * i as u64)?;
+            self.budget -= 1;
+        }
+        Ok(())
+    }
+    fn sync(&mut self) -> std::io::Result<()> {
+        self.inner.sync()
+    }
+}
