@@ -76,8 +76,11 @@ pub enum GptInvalid {
         /// Disk size in sectors.
         disk_sectors: u64,
     },
-    /// `first_usable`/`last_usable` are reversed or off the disk.
-    #[error("usable range {first}..={last} is empty or outside the disk of {disk_sectors} sectors")]
+    /// `first_usable`/`last_usable` are reversed, off the disk, or leave no
+    /// room for the entry arrays.
+    #[error(
+        "usable range {first}..={last} is empty, leaves no room for the entry arrays, or is outside the disk of {disk_sectors} sectors"
+    )]
     UsableRange {
         /// First usable LBA.
         first: u64,

@@ -137,14 +137,17 @@ fn check_header(h: &Header, entry_size: u32, lba: u64, copy: GptCopy, disk_secto
     if h.entry_count == 0 || h.entry_count > MAX_GPT_ENTRIES {
         return Err(GptInvalid::EntryCount { count: h.entry_count, limit: MAX_GPT_ENTRIES });
     }
-    if h.first_usable > h.last_usable || h.last_usable >= disk_sectors {
+    // Both copies must leave room for both arrays: the primary's after the
+    // header at LBA 1, the backup's before the last sector.
+    let a = h.array_sectors();
+    if h.first_usable > h.last_usable || h.first_usable < 2 + a || h.last_usable.saturating_add(2 + a) > disk_sectors {
         return Err(GptInvalid::UsableRange { first: h.first_usable, last: h.last_usable, disk_sectors });
     }
     // The primary's partner lies after the usable area and on the disk (not
     // necessarily at its end: a grown disk keeps the old backup until k8r
     // moves it); the backup's partner is the primary at LBA 1.
     let alternate_ok = match copy {
-        GptCopy::Primary => h.alternate_lba > h.last_usable && h.alternate_lba < disk_sectors,
+        GptCopy::Primary => h.alternate_lba > h.last_usable + a && h.alternate_lba < disk_sectors,
         GptCopy::Backup => h.alternate_lba == 1,
     };
     if !alternate_ok {
@@ -504,11 +507,18 @@ mod tests {
             ),
             ("reversed usable", |h| h.first_usable = 3000, none, |e| matches!(e, GptInvalid::UsableRange { .. })),
             ("last usable off disk", |h| h.last_usable = 2048, none, |e| matches!(e, GptInvalid::UsableRange { .. })),
+            ("no room for the array", |h| h.first_usable = 20, none, |e| matches!(e, GptInvalid::UsableRange { .. })),
             (
                 "array over usable",
-                |h| h.first_usable = 20,
+                |h| h.entries_lba = 10,
                 none,
-                |e| matches!(e, GptInvalid::EntriesLocation { lba: 2, .. }),
+                |e| matches!(e, GptInvalid::EntriesLocation { lba: 10, .. }),
+            ),
+            (
+                "alternate leaves no room for the backup array",
+                |h| h.alternate_lba = 2030,
+                none,
+                |e| matches!(e, GptInvalid::AlternateLba { value: 2030, .. }),
             ),
             (
                 "array on the mbr",

@@ -314,17 +314,28 @@ impl k8r_core::Disk for SparseDisk {
     }
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
         self.check(offset, buf.len())?;
-        for (i, b) in buf.iter_mut().enumerate() {
-            let at = offset + i as u64;
-            *b = self.sectors.get(&(at / 512)).map_or(0, |s| s[(at % 512) as usize]);
+        let mut done = 0;
+        while done < buf.len() {
+            let at = offset + done as u64;
+            let (lba, within) = (at / 512, (at % 512) as usize);
+            let n = (512 - within).min(buf.len() - done);
+            match self.sectors.get(&lba) {
+                Some(s) => buf[done..done + n].copy_from_slice(&s[within..within + n]),
+                None => buf[done..done + n].fill(0),
+            }
+            done += n;
         }
         Ok(())
     }
     fn write_all_at(&mut self, buf: &[u8], offset: u64) -> std::io::Result<()> {
         self.check(offset, buf.len())?;
-        for (i, b) in buf.iter().enumerate() {
-            let at = offset + i as u64;
-            self.sectors.entry(at / 512).or_insert([0; 512])[(at % 512) as usize] = *b;
+        let mut done = 0;
+        while done < buf.len() {
+            let at = offset + done as u64;
+            let (lba, within) = (at / 512, (at % 512) as usize);
+            let n = (512 - within).min(buf.len() - done);
+            self.sectors.entry(lba).or_insert([0; 512])[within..within + n].copy_from_slice(&buf[done..done + n]);
+            done += n;
         }
         Ok(())
     }
