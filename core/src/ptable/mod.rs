@@ -8,7 +8,7 @@
 //!   placement, CRCs, header fields. It never panics on bad bytes and never
 //!   allocates by an untrusted count without a bound ([`MAX_LOGICALS`],
 //!   [`MAX_GPT_ENTRIES`]).
-//! * [`write`] validates, then writes a fresh table (sfdisk conventions;
+//! * [`write()`] validates, then writes a fresh table (sfdisk conventions;
 //!   a standard 128-entry GPT with its backup at the end of the disk) and
 //!   reads it back.
 //! * [`grow_last`], [`write_growth`], [`notify_kernel_resize`]: grow the last
