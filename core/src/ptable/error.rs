@@ -1,7 +1,8 @@
 //! [`PtableError`]: every way a partition table can be refused, naming the
 //! partition number and the values involved, so a caller can decide (and a
 //! person can read) what is wrong. [`GptInvalid`] says why one GPT copy
-//! (header + entry array) was rejected.
+//! (header + entry array) was rejected. Types only: nothing here decides or
+//! recovers.
 
 use std::fmt;
 use std::io;

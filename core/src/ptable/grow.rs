@@ -15,7 +15,9 @@
 //!   and header (while the primary is half-written, its CRCs fail and readers
 //!   use the complete new backup), then the protective MBR's size. Caveat:
 //!   the Linux kernel only falls back to the backup GPT with `gpt` on its
-//!   command line (`block/partitions/efi.c`, `force_gpt`), so a cut between
+//!   command line (`find_valid_gpt` in
+//!   <https://github.com/torvalds/linux/blob/master/block/partitions/efi.c>
+//!   tries the last sector only if `force_gpt`), so a cut between
 //!   the two primary writes needs k8r (or gdisk) to repair the primary before
 //!   a kernel without `gpt` sees the partitions; MBR, the default, has no
 //!   such window.
@@ -23,6 +25,9 @@
 //! Then [`notify_kernel_resize`] tells the running kernel with BLKPG, which
 //! works while other partitions of the disk are mounted. On MBR only the
 //! logical needs it: Linux registers an extended container as 2 sectors.
+//!
+//! Nothing here moves a partition's start, shrinks anything, or touches the
+//! filesystem inside (growing it is the ext4 code's job, after this).
 
 use k8r_config::units::{MIB, SECTOR_SIZE};
 use k8r_config::vocab::TableKind;

@@ -1,7 +1,8 @@
 //! Sector I/O for the table code: bounded reads with errors that say what was
 //! being read, and [`apply`], which carries out a write plan: ordered groups
 //! of sector writes, a sync after each group, and only the sectors whose
-//! bytes actually change are written.
+//! bytes actually change are written. Knows nothing of table formats; the
+//! order of a plan is its author's responsibility.
 
 use k8r_config::units::SECTOR_SIZE;
 

@@ -276,7 +276,10 @@ impl PartitionTable {
     }
 
     /// Check every rule `write` relies on (bounds, overlaps, container, EBR
-    /// room, numbering, field ranges). `read` and `write` both call it.
+    /// room, numbering, field ranges). `write` calls it; `read` checks all
+    /// but the EBR-placement rules (logicals numbered in disk order, a free
+    /// sector before each), which other tools' disks may break and still be
+    /// valid, so a table read from such a disk fails here and is not written.
     pub fn validate(&self) -> Result<(), PtableError> {
         validate::table(self)
     }
