@@ -1,1 +1,3 @@
 //! Test support for k8r's end-to-end tiers.
+
+pub mod fixtures;
