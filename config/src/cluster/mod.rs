@@ -35,6 +35,7 @@ pub use kube::{BootstrapToken, CaCertHash, CertificateKey, Taint, TaintEffect, V
 pub use login::{PasswordHash, SshKey};
 pub use net::{Endpoint, Host, HttpUrl};
 pub use source::{ArchDigests, Component, ComponentSource, ComponentSpec, Extra, ExtraKind, Payload, Source};
+pub(crate) use validate::join_endpoint;
 
 use crate::digest::Sha256;
 use crate::units::Bytes;
