@@ -445,11 +445,18 @@ impl Settings {
             net::parse_cidr(&p.value).map_err(|r| value_error(p, r))?;
         }
         let cni = get("CNI_TYPE");
-        let cni_kind = match cni.map(|c| c.value.as_str()) {
+        let cni_kind = match cni {
             None => K8R_CNI.to_string(),
-            Some(k @ ("calico" | "flannel")) => k.to_string(),
-            Some("weave") => return Err(value_error(cni.into_iter().next().expect("matched Some"), "is not supported: Weave Net is no longer maintained (and k8r's own docs call it broken); use calico or flannel")),
-            Some(_) => return Err(value_error(cni.into_iter().next().expect("matched Some"), "is not calico or flannel")),
+            Some(a) => match a.value.as_str() {
+                "calico" | "flannel" => a.value.clone(),
+                "weave" => {
+                    let reason =
+                        "is not supported: Weave Net is no longer maintained (the bash k8r's docs call it broken); \
+                                  use calico or flannel";
+                    return Err(value_error(a, reason));
+                }
+                _ => return Err(value_error(a, "is not calico or flannel")),
+            },
         };
         let calico_version = get("CALICO_VERSION");
         if let Some(c) = calico_version {

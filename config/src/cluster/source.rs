@@ -330,7 +330,9 @@ pub(crate) fn check_image_dir(s: &str) -> Result<(), String> {
     if s == "/" {
         return Ok(());
     }
-    let bad = s.trim_end_matches('/')[1..].split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..");
+    // One trailing '/' is allowed; every other segment must be a real name.
+    let inner = s.strip_suffix('/').unwrap_or(s).strip_prefix('/').unwrap_or_default();
+    let bad = inner.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..");
     if bad {
         Err(REASON.to_string())
     } else {
@@ -383,7 +385,7 @@ mod tests {
         for ok in ["/", "/opt/tools", "/opt/tools/"] {
             assert_eq!(check_image_dir(ok), Ok(()), "{ok}");
         }
-        for bad in ["", "opt", "/opt/../etc", "/opt//x", "/./x"] {
+        for bad in ["", "opt", "/opt/../etc", "/opt//x", "/./x", "//", "///", "/opt//"] {
             assert!(check_image_dir(bad).is_err(), "{bad:?}");
         }
     }
