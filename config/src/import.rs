@@ -74,6 +74,14 @@ pub enum ImportError {
         /// What it is for.
         reason: String,
     },
+    /// The `password_hash` file does not hold a crypt(3) hash.
+    #[error("password_hash: {shown} {reason}")]
+    PasswordHash {
+        /// The content, redacted.
+        shown: String,
+        /// Why it was refused.
+        reason: String,
+    },
     /// The generated `cluster.toml` did not validate (a bug in the import).
     #[error("the generated cluster.toml does not load")]
     Generated(#[source] ConfigError),
@@ -388,76 +396,29 @@ fn sourced(a: &Assignment) -> Sourced {
 }
 
 impl Settings {
+    /// Check every variable on its own (so errors carry its line) and
+    /// gather what the TOML will say.
     fn from_vars(
         vars: &BTreeMap<String, Assignment>,
         password_hash: Option<&str>,
         warnings: &mut Vec<String>,
     ) -> Result<Settings, ImportError> {
         let get = |k: &str| vars.get(k);
-        let image = get("IMAGE").ok_or_else(|| ImportError::Missing {
-            key: "IMAGE".into(),
-            reason: "it names the vendor image every node starts from".into(),
-        })?;
-        let image_is_url = image.value.contains("://");
-        if image_is_url {
-            image.value.parse::<HttpUrl>().map_err(|r| value_error(image, r))?;
-            warnings.push(format!(
-                "line {}: IMAGE is a URL; fill in vendor.sha256 from the vendor's SHA256SUMS before building",
-                image.line
-            ));
-        }
-        let k8s = get("K8S_VERSION").ok_or_else(|| ImportError::Missing {
-            key: "K8S_VERSION".into(),
-            reason: "it names the Kubernetes release, e.g. 1.33.6".into(),
-        })?;
-        let k8s_version = k8s.value.parse::<Version>().map_err(|r| {
-            if r.contains("minor release only") {
-                value_error(k8s, "names a minor release only; k8r pins every binary by version and sha256, so choose the patch release (e.g. 1.31.4; see https://kubernetes.io/releases/)")
-            } else {
-                value_error(k8s, r)
-            }
-        })?;
+        let image = required(get("IMAGE"), "IMAGE", "it names the vendor image every node starts from")?;
+        let image_is_url = check_image(image, warnings)?;
+        let k8s = required(get("K8S_VERSION"), "K8S_VERSION", "it names the Kubernetes release, e.g. 1.33.6")?;
+        let k8s_version = kubernetes_version(k8s)?;
         let endpoint = get("CONTROL_PLANE_ENDPOINT");
         if let Some(e) = endpoint {
             e.value.parse::<Endpoint>().map_err(|r| value_error(e, r))?;
         }
-        let token_ttl = get("TOKEN_TTL");
-        let token_ttl = match token_ttl {
-            Some(t) => {
-                let d = kube::parse_go_duration(&t.value).map_err(|r| value_error(t, r))?;
-                if d.is_zero() {
-                    warnings.push(format!(
-                        "line {}: TOKEN_TTL=0 (never expires) became token-ttl = \"24h\": join tokens are now created per node and must expire",
-                        t.line
-                    ));
-                    None
-                } else {
-                    Some(sourced(t))
-                }
-            }
-            None => {
-                warnings.push("TOKEN_TTL is unset, which in the bash k8r meant tokens never expire; token-ttl = \"24h\" is used instead".to_string());
-                None
-            }
-        };
+        let token_ttl = token_ttl(get("TOKEN_TTL"), warnings)?;
         let pod_cidr = get("POD_NETWORK_CIDR");
         if let Some(p) = pod_cidr {
             net::parse_cidr(&p.value).map_err(|r| value_error(p, r))?;
         }
         let cni = get("CNI_TYPE");
-        let cni_kind = match cni {
-            None => K8R_CNI.to_string(),
-            Some(a) => match a.value.as_str() {
-                "calico" | "flannel" => a.value.clone(),
-                "weave" => {
-                    let reason =
-                        "is not supported: Weave Net is no longer maintained (the bash k8r's docs call it broken); \
-                                  use calico or flannel";
-                    return Err(value_error(a, reason));
-                }
-                _ => return Err(value_error(a, "is not calico or flannel")),
-            },
-        };
+        let cni_kind = cni_kind(cni)?;
         let calico_version = get("CALICO_VERSION");
         if let Some(c) = calico_version {
             c.value.parse::<Version>().map_err(|r| value_error(c, r))?;
@@ -467,21 +428,7 @@ impl Settings {
         }
         let http_url = get("HTTP_IMAGE_URL").map(|h| http_prefix(h, warnings)).transpose()?;
         let registries = get("INSECURE_REGISTRY").map(registries).transpose()?;
-        let password_hash = password_hash.map(str::trim).filter(|h| !h.is_empty()).map(|h| {
-            h.parse::<PasswordHash>().map(|_| h.to_string()).map_err(|r| ImportError::Value {
-                line: 1,
-                key: "password_hash".into(),
-                value: crate::cluster::redacted(h),
-                reason: r,
-            })
-        });
-        let password_hash = password_hash.transpose()?;
-        if password_hash.is_none() {
-            warnings.push(
-                "no password_hash given: the bash k8r then set the password \"ubuntu\"; k8r sets no default password, so add login.ssh-authorized-keys or login.password-hash (or keys in each seed)"
-                    .to_string(),
-            );
-        }
+        let password_hash = password_hash_file(password_hash, warnings)?;
         Ok(Settings {
             image: sourced(image),
             image_is_url,
@@ -499,6 +446,87 @@ impl Settings {
             join: get("KUBEADM_JOIN_STRING").map(sourced),
         })
     }
+}
+
+fn required<'a>(a: Option<&'a Assignment>, key: &str, reason: &str) -> Result<&'a Assignment, ImportError> {
+    a.ok_or_else(|| ImportError::Missing { key: key.to_string(), reason: reason.to_string() })
+}
+
+/// Whether IMAGE is a URL (which then needs a digest the user must add).
+fn check_image(image: &Assignment, warnings: &mut Vec<String>) -> Result<bool, ImportError> {
+    if !image.value.contains("://") {
+        return Ok(false);
+    }
+    image.value.parse::<HttpUrl>().map_err(|r| value_error(image, r))?;
+    warnings.push(format!(
+        "line {}: IMAGE is a URL; fill in vendor.sha256 from the vendor's SHA256SUMS before building",
+        image.line
+    ));
+    Ok(true)
+}
+
+/// The bash k8r took `1.31` too (apt picked a patch); k8r pins exact releases.
+fn kubernetes_version(a: &Assignment) -> Result<Version, ImportError> {
+    a.value.parse::<Version>().map_err(|r| {
+        if r.contains("minor release only") {
+            value_error(
+                a,
+                "names a minor release only; k8r pins every binary by version and sha256, so choose the patch \
+                 release (e.g. 1.31.4; see https://kubernetes.io/releases/)",
+            )
+        } else {
+            value_error(a, r)
+        }
+    })
+}
+
+/// `None` means the default 24 h: TOKEN_TTL was unset or 0 (never expires).
+fn token_ttl(a: Option<&Assignment>, warnings: &mut Vec<String>) -> Result<Option<Sourced>, ImportError> {
+    let Some(t) = a else {
+        warnings.push(
+            "TOKEN_TTL is unset, which in the bash k8r meant tokens never expire; token-ttl = \"24h\" is used instead"
+                .to_string(),
+        );
+        return Ok(None);
+    };
+    let d = kube::parse_go_duration(&t.value).map_err(|r| value_error(t, r))?;
+    if !d.is_zero() {
+        return Ok(Some(sourced(t)));
+    }
+    warnings.push(format!(
+        "line {}: TOKEN_TTL=0 (never expires) became token-ttl = \"24h\": join tokens are now created per node and must expire",
+        t.line
+    ));
+    Ok(None)
+}
+
+fn cni_kind(a: Option<&Assignment>) -> Result<String, ImportError> {
+    let Some(a) = a else {
+        return Ok(K8R_CNI.to_string());
+    };
+    match a.value.as_str() {
+        "calico" | "flannel" => Ok(a.value.clone()),
+        "weave" => Err(value_error(
+            a,
+            "is not supported: Weave Net is no longer maintained (the bash k8r's docs call it broken); use calico or flannel",
+        )),
+        _ => Err(value_error(a, "is not calico or flannel")),
+    }
+}
+
+/// The content of the bash k8r's `password_hash` file, checked.
+fn password_hash_file(text: Option<&str>, warnings: &mut Vec<String>) -> Result<Option<String>, ImportError> {
+    let Some(hash) = text.map(str::trim).filter(|h| !h.is_empty()) else {
+        warnings.push(
+            "no password_hash given: the bash k8r then set the password \"ubuntu\"; k8r sets no default password, \
+             so add login.ssh-authorized-keys or login.password-hash (or keys in each seed)"
+                .to_string(),
+        );
+        return Ok(None);
+    };
+    hash.parse::<PasswordHash>()
+        .map(|_| Some(hash.to_string()))
+        .map_err(|reason| ImportError::PasswordHash { shown: crate::cluster::redacted(hash), reason })
 }
 
 /// k8r accepted the full `…/image.img.xz` URL as well as the directory.
@@ -567,135 +595,160 @@ fn cni_manifest_hint(kind: &str, version: &str) -> (String, String) {
 /// The flannel release written when k8r applied flannel's unversioned manifest.
 const FLANNEL_VERSION: &str = "0.26.1";
 
+/// Lines of the generated file.
+#[derive(Default)]
+struct Out(String);
+
+impl Out {
+    fn line(&mut self, text: impl AsRef<str>) {
+        self.0.push_str(text.as_ref());
+        self.0.push('\n');
+    }
+
+    /// A `# VAR (line N)` provenance comment, or `unset` when the variable was.
+    fn origin(&mut self, var: &str, src: Option<&Sourced>, unset: &str) {
+        match src {
+            Some(s) => self.line(format!("# {var} (line {})", s.line)),
+            None => self.line(format!("# {var} was unset: {unset}")),
+        }
+    }
+}
+
 /// The commented `cluster.toml`. `sha_placeholder` uncomments a dummy
 /// vendor digest so a URL image can be validated.
 fn render(s: &Settings, sha_placeholder: bool) -> String {
-    let mut o = String::new();
-    let mut line = |text: &str| {
-        o.push_str(text);
-        o.push('\n');
-    };
-    line("# cluster.toml converted by `k8r import` from a k8r variables.cfg.");
-    line("# Comments name the variables.cfg line each value came from; lines marked");
-    line("# REVIEW need a decision before the first build. Reference: examples/README.md.");
-    line("");
-    line("[vendor]");
-    line(&format!("# IMAGE (line {}). Relative paths are relative to this file.", s.image.line));
-    line(&format!("image = {}", lit(&s.image.value)));
-    if s.image_is_url {
-        line("# REVIEW: required for a URL: the image's sha256 from the vendor's SHA256SUMS.");
-        line(&if sha_placeholder {
-            format!("sha256 = {}", lit(&"0".repeat(64)))
-        } else {
-            "# sha256 = \"\"".to_string()
-        });
+    let mut o = Out::default();
+    o.line("# cluster.toml converted by `k8r import` from a k8r variables.cfg.");
+    o.line("# Comments name the variables.cfg line each value came from; lines marked");
+    o.line("# REVIEW need a decision before the first build. Reference: examples/README.md.");
+    render_vendor(&mut o, s, sha_placeholder);
+    render_kubernetes(&mut o, s);
+    render_cni(&mut o, s);
+    render_containerd_upgrade(&mut o, s);
+    render_login(&mut o, s);
+    render_components(&mut o, s);
+    if let Some(j) = &s.join {
+        o.line("");
+        o.line(format!("# KUBEADM_JOIN_STRING (line {}) is a join secret and is not copied here: one", j.line));
+        o.line("# golden image now serves every node. Give each node its own with `k8r seed`.");
+    }
+    o.0
+}
+
+fn render_vendor(o: &mut Out, s: &Settings, sha_placeholder: bool) {
+    o.line("");
+    o.line("[vendor]");
+    o.line(format!("# IMAGE (line {}). Relative paths are relative to this file.", s.image.line));
+    o.line(format!("image = {}", lit(&s.image.value)));
+    if !s.image_is_url {
+        o.line("# Optional: pin the image; the build then checks it.");
+        o.line("# sha256 = \"\"");
+        return;
+    }
+    o.line("# REVIEW: required for a URL: the image's sha256 from the vendor's SHA256SUMS.");
+    if sha_placeholder {
+        o.line(format!("sha256 = {}", lit(&"0".repeat(64))));
     } else {
-        line("# Optional: pin the image; the build then checks it.");
-        line("# sha256 = \"\"");
+        o.line("# sha256 = \"\"");
     }
-    line("");
-    line("[kubernetes]");
-    line(&format!("# K8S_VERSION (line {})", s.k8s_line));
-    line(&format!("version = {}", lit(&s.k8s_version.to_string())));
+}
+
+fn render_kubernetes(o: &mut Out, s: &Settings) {
+    o.line("");
+    o.line("[kubernetes]");
+    o.line(format!("# K8S_VERSION (line {})", s.k8s_line));
+    o.line(format!("version = {}", lit(&s.k8s_version.to_string())));
     if let Some(e) = &s.endpoint {
-        line(&format!("# CONTROL_PLANE_ENDPOINT (line {})", e.line));
-        line(&format!("control-plane-endpoint = {}", lit(&e.value)));
+        o.line(format!("# CONTROL_PLANE_ENDPOINT (line {})", e.line));
+        o.line(format!("control-plane-endpoint = {}", lit(&e.value)));
     }
-    match &s.pod_cidr {
-        Some(p) => line(&format!("# POD_NETWORK_CIDR (line {})", p.line)),
-        None => line("# POD_NETWORK_CIDR was unset: the bash k8r's default."),
-    }
-    line(&format!("pod-network-cidr = {}", lit(s.pod_cidr.as_ref().map_or(K8R_POD_NETWORK_CIDR, |p| &p.value))));
-    line("# kubeadm's default service network, which the bash k8r used too.");
-    line(&format!("service-cidr = {}", lit("10.96.0.0/12")));
+    o.origin("POD_NETWORK_CIDR", s.pod_cidr.as_ref(), "the bash k8r's default.");
+    o.line(format!("pod-network-cidr = {}", lit(s.pod_cidr.as_ref().map_or(K8R_POD_NETWORK_CIDR, |p| &p.value))));
+    o.line("# kubeadm's default service network, which the bash k8r used too.");
+    o.line(format!("service-cidr = {}", lit("10.96.0.0/12")));
     match &s.token_ttl {
         Some(t) => {
-            line(&format!("# TOKEN_TTL (line {})", t.line));
-            line(&format!("token-ttl = {}", lit(&t.value)));
+            o.line(format!("# TOKEN_TTL (line {})", t.line));
+            o.line(format!("token-ttl = {}", lit(&t.value)));
         }
         None => {
-            line("# TOKEN_TTL was 0 or unset (never expires). Join tokens are now made per node");
-            line("# (`k8r seed`) and must expire.");
-            line("token-ttl = \"24h\"");
+            o.line("# TOKEN_TTL was 0 or unset (never expires). Join tokens are now made per node");
+            o.line("# (`k8r seed`) and must expire.");
+            o.line("token-ttl = \"24h\"");
         }
     }
-    line("");
-    line("[kubernetes.cni]");
-    match &s.cni {
-        Some(c) => line(&format!("# CNI_TYPE (line {})", c.line)),
-        None => line("# CNI_TYPE was unset: the bash k8r's default."),
-    }
-    line(&format!("type = {}", lit(&s.cni_kind)));
+}
+
+fn render_cni(o: &mut Out, s: &Settings) {
+    o.line("");
+    o.line("[kubernetes.cni]");
+    o.origin("CNI_TYPE", s.cni.as_ref(), "the bash k8r's default.");
+    o.line(format!("type = {}", lit(&s.cni_kind)));
     let version = if s.cni_kind == "calico" {
-        match &s.calico_version {
-            Some(c) => {
-                line(&format!("# CALICO_VERSION (line {})", c.line));
-                c.value.clone()
-            }
-            None => {
-                line("# CALICO_VERSION was unset: the bash k8r's default.");
-                K8R_CALICO_VERSION.to_string()
-            }
-        }
+        o.origin("CALICO_VERSION", s.calico_version.as_ref(), "the bash k8r's default.");
+        s.calico_version.as_ref().map_or(K8R_CALICO_VERSION.to_string(), |c| c.value.clone())
     } else {
-        line("# The bash k8r applied flannel's unversioned manifest. REVIEW: the release to pin.");
+        o.line("# The bash k8r applied flannel's unversioned manifest. REVIEW: the release to pin.");
         FLANNEL_VERSION.to_string()
     };
-    line(&format!("version = {}", lit(&version)));
+    o.line(format!("version = {}", lit(&version)));
     let (path, url) = cni_manifest_hint(&s.cni_kind, &version);
-    line("# REVIEW: the bash k8r applied the manifest from the internet on first boot;");
-    line("# k8r bakes it into the image. Download");
-    line(&format!("#   {url}"));
-    line("# to the path below, or use manifest = { url = \"…\", sha256 = \"…\" }.");
-    line(&format!("manifest = {{ path = {} }}", lit(&path)));
+    o.line("# REVIEW: the bash k8r applied the manifest from the internet on first boot;");
+    o.line("# k8r bakes it into the image. Download");
+    o.line(format!("#   {url}"));
+    o.line("# to the path below, or use manifest = { url = \"…\", sha256 = \"…\" }.");
+    o.line(format!("manifest = {{ path = {} }}", lit(&path)));
+}
+
+fn render_containerd_upgrade(o: &mut Out, s: &Settings) {
     if let Some((r, list)) = &s.registries {
-        line("");
-        line("[containerd]");
-        line(&format!("# INSECURE_REGISTRY (line {})", r.line));
+        o.line("");
+        o.line("[containerd]");
+        o.line(format!("# INSECURE_REGISTRY (line {})", r.line));
         let items: Vec<String> = list.iter().map(|x| lit(x)).collect();
-        line(&format!("insecure-registries = [{}]", items.join(", ")));
+        o.line(format!("insecure-registries = [{}]", items.join(", ")));
     }
     if let Some((h, prefix)) = &s.http_url {
-        line("");
-        line("[upgrade]");
-        line(&format!("# HTTP_IMAGE_URL (line {}): the directory holding image.img.xz and boot.tar.xz.", h.line));
-        line(&format!("http-url = {}", lit(prefix)));
-        line("# Recommended: sign manifests with minisign and bake the public key in.");
-        line("# public-key = \"keys/k8r.pub\"");
+        o.line("");
+        o.line("[upgrade]");
+        o.line(format!("# HTTP_IMAGE_URL (line {}): the directory holding image.img.xz and boot.tar.xz.", h.line));
+        o.line(format!("http-url = {}", lit(prefix)));
+        o.line("# Recommended: sign manifests with minisign and bake the public key in.");
+        o.line("# public-key = \"keys/k8r.pub\"");
     }
-    line("");
-    line("[login]");
+}
+
+fn render_login(o: &mut Out, s: &Settings) {
+    o.line("");
+    o.line("[login]");
     match &s.password_hash {
         Some(h) => {
-            line("# From k8r's password_hash file.");
-            line(&format!("password-hash = {}", lit(h)));
+            o.line("# From the bash k8r's password_hash file.");
+            o.line(format!("password-hash = {}", lit(h)));
         }
         None => {
-            line("# REVIEW: the bash k8r set the password \"ubuntu\" when password_hash was absent;");
-            line("# k8r sets none. Add a key (or a hash from `mkpasswd -m sha-512`):");
-            line("# password-hash = \"\"");
+            o.line("# REVIEW: the bash k8r set the password \"ubuntu\" when password_hash was absent;");
+            o.line("# k8r sets none. Add a key (or a hash from `mkpasswd -m sha-512`):");
+            o.line("# password-hash = \"\"");
         }
     }
-    line("# ssh-authorized-keys = [\"ssh-ed25519 AAAA… you@laptop\"]");
-    line("");
-    line("[components]");
-    line("# The bash k8r installed kubeadm, kubelet and kubectl from apt and containerd");
-    line("# from the distribution; k8r installs pinned upstream binaries. REVIEW: put the");
-    line("# files, named as at their upstream URLs, into this directory, or pin each");
-    line("# component with sha256 = { arm64 = \"…\" } (see examples/control-plane.toml).");
-    line("# kubeadm, kubelet and kubectl follow kubernetes.version.");
-    line("dir = \"components/\"");
+    o.line("# ssh-authorized-keys = [\"ssh-ed25519 AAAA… you@laptop\"]");
+}
+
+fn render_components(o: &mut Out, s: &Settings) {
+    o.line("");
+    o.line("[components]");
+    o.line("# The bash k8r installed kubeadm, kubelet and kubectl from apt and containerd");
+    o.line("# from the distribution; k8r installs pinned upstream binaries. REVIEW: put the");
+    o.line("# files, named as at their upstream URLs, into this directory, or pin each");
+    o.line("# component with sha256 = { arm64 = \"…\" } (see examples/control-plane.toml).");
+    o.line("# kubeadm, kubelet and kubectl follow kubernetes.version.");
+    o.line("dir = \"components/\"");
     for (c, v) in runtime_versions(&s.k8s_version) {
-        line("");
-        line(&format!("[components.{c}]"));
-        line(&format!("version = {}", lit(&v)));
+        o.line("");
+        o.line(format!("[components.{c}]"));
+        o.line(format!("version = {}", lit(&v)));
     }
-    if let Some(j) = &s.join {
-        line("");
-        line(&format!("# KUBEADM_JOIN_STRING (line {}) is a join secret and is not copied here: one", j.line));
-        line("# golden image now serves every node. Give each node its own with `k8r seed`.");
-    }
-    o
 }
 
 /// Validate the generated text with the real loader; map errors back to

@@ -2,6 +2,7 @@
 //! `deny_unknown_fields`, every key kebab-case, every value kept as written
 //! (strings, not parsed types) so that validation can name the key and the
 //! value in its errors. The same structs serialise the canonical form.
+//! Shape only: no value is checked here (that is `validate`'s job).
 
 use serde::{Deserialize, Serialize};
 
