@@ -173,6 +173,8 @@ impl Lexer {
 }
 
 fn parse_assignments(text: &str) -> Result<Vec<Assignment>, ImportError> {
+    // Editors on Windows may prepend a byte-order mark; bash would choke on it, we skip it.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut lx = Lexer { chars: text.chars().collect(), pos: 0, line: 1 };
     let mut out = Vec::new();
     loop {
@@ -951,6 +953,7 @@ mod tests {
             ("continuation", "A=\"a \\\nb\"\n", "a b"),
             ("empty", "A=\n", ""),
             ("crlf", "A=b\r\n", "b"),
+            ("byte-order mark", "\u{feff}A=b\n", "b"),
         ];
         for (name, text, want) in cases {
             let got = values(text);
