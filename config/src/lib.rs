@@ -5,6 +5,8 @@
 //! * [`cluster`]: the typed `cluster.toml` the builder reads: raw serde
 //!   structs with `deny_unknown_fields`, validated into [`cluster::ClusterConfig`];
 //!   errors name the TOML path and the bad value.
+//! * [`seed`]: the per-node `seed.toml` written onto a node's config partition.
+//! * [`node`]: the `node.toml` the builder bakes into the golden root.
 //! * [`import`]: conversion of a k8r (bash) `variables.cfg` into `cluster.toml`.
 //!
 //! Parsing and validation only. The one I/O call is [`cluster::load`], which
@@ -13,6 +15,8 @@
 pub mod cluster;
 pub mod digest;
 pub mod import;
+pub mod node;
+pub mod seed;
 pub mod units;
 pub mod vocab;
 
