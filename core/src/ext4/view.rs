@@ -171,6 +171,13 @@ impl Ext4Fs {
         Ok(String::from_utf8_lossy(target.as_ref()).into_owned())
     }
 
+    /// `path` with every symlink resolved (it must exist).
+    pub fn canonicalize(&self, path: &str) -> anyhow::Result<String> {
+        check_path(path)?;
+        let real = self.fs.canonicalize(path).with_context(|| format!("resolving {path} in {}", self.name))?;
+        Ok(String::from_utf8_lossy(real.as_ref()).into_owned())
+    }
+
     /// The entries of directory `dir` (without `.` and `..`), sorted by name.
     pub fn list(&self, dir: &str) -> anyhow::Result<Vec<DirEntry>> {
         check_path(dir)?;

@@ -95,9 +95,6 @@ struct Line {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Expect {
     absent: bool,
-    /// Judge the path after following a final symlink (a parent named in
-    /// `mkdir_p` may be a symlink to a directory, like `/lib` → `usr/lib`).
-    follow: bool,
     kind: Option<FileKind>,
     mode: Option<u16>,
     uid: Option<u32>,
@@ -114,7 +111,6 @@ struct Expect {
 struct Claim {
     path: String,
     kind: FileKind,
-    follow: bool,
 }
 
 /// A debugfs script under construction; see the module docs.
@@ -123,6 +119,8 @@ pub struct DebugfsScript {
     lines: Vec<Line>,
     expect: BTreeMap<String, Expect>,
     claims: Vec<Claim>,
+    /// Every path the script names, for the symlinked-parent check.
+    paths: std::collections::BTreeSet<String>,
     /// Paths the script has created or removed so far: their state before
     /// the script no longer matters.
     touched: std::collections::BTreeSet<String>,
@@ -235,6 +233,13 @@ impl DebugfsScript {
         Self::default()
     }
 
+    /// Record `path` as named by the script (for the preflight checks).
+    fn name(&mut self, path: &str) -> anyhow::Result<()> {
+        check_fs_path(path)?;
+        self.paths.insert(path.to_string());
+        Ok(())
+    }
+
     fn push(&mut self, text: String, tolerate: Tolerate) -> anyhow::Result<()> {
         anyhow::ensure!(text.len() <= MAX_LINE, "debugfs script line of {} bytes is too long: {text:.80}…", text.len());
         self.lines.push(Line { text, tolerate });
@@ -242,21 +247,21 @@ impl DebugfsScript {
     }
 
     /// Require `path`, if it exists before the script, to be a `kind`.
-    fn claim(&mut self, path: &str, kind: FileKind, follow: bool) {
+    fn claim(&mut self, path: &str, kind: FileKind) {
         if !self.touched.contains(path) {
-            self.claims.push(Claim { path: path.to_string(), kind, follow });
+            self.claims.push(Claim { path: path.to_string(), kind });
         }
     }
 
     fn set_attrs(&mut self, path: &str, kind: FileKind, attrs: Attrs) -> anyhow::Result<()> {
         check_mode(attrs.mode)?;
-        self.claim(path, kind, false);
+        self.claim(path, kind);
         let q = quote(path);
         self.push(format!("sif {q} mode 0{:o}", type_bits(kind) | u32::from(attrs.mode)), Tolerate::Nothing)?;
         self.push(format!("sif {q} uid {}", attrs.uid), Tolerate::Nothing)?;
         self.push(format!("sif {q} gid {}", attrs.gid), Tolerate::Nothing)?;
         let e = self.expect.entry(path.to_string()).or_default();
-        (e.absent, e.follow, e.kind) = (false, false, Some(kind));
+        (e.absent, e.kind) = (false, Some(kind));
         (e.mode, e.uid, e.gid) = (Some(attrs.mode), Some(attrs.uid), Some(attrs.gid));
         Ok(())
     }
@@ -265,7 +270,7 @@ impl DebugfsScript {
     /// debugfs creates are `0755 root:root`; `attrs` are applied to `path`
     /// itself whether it is new or not.
     pub fn mkdir_p(&mut self, path: &str, attrs: Attrs) -> anyhow::Result<&mut Self> {
-        check_fs_path(path)?;
+        self.name(path)?;
         check_mode(attrs.mode)?;
         let mut prefix = String::new();
         for part in path[1..].split('/') {
@@ -274,12 +279,10 @@ impl DebugfsScript {
             self.push(format!("mkdir {}", quote(&prefix)), Tolerate::AlreadyExists)?;
             let e = self.expect.entry(prefix.clone()).or_default();
             if e.kind != Some(FileKind::Dir) {
-                *e = Expect { kind: Some(FileKind::Dir), follow: true, ..Expect::default() };
+                *e = Expect { kind: Some(FileKind::Dir), ..Expect::default() };
             }
             if prefix != path {
-                // A parent may be a symlink to a directory; `path` itself
-                // gets `sif` and must be a real directory (set_attrs).
-                self.claim(&prefix, FileKind::Dir, true);
+                self.claim(&prefix, FileKind::Dir);
                 self.touched.insert(prefix.clone());
             }
         }
@@ -291,7 +294,7 @@ impl DebugfsScript {
     /// Copy the host file `source` to `path` (replacing a file there), with
     /// `attrs`. The parent directory must exist (see [`Self::mkdir_p`]).
     pub fn write(&mut self, source: &Path, path: &str, attrs: Attrs) -> anyhow::Result<&mut Self> {
-        check_fs_path(path)?;
+        self.name(path)?;
         check_mode(attrs.mode)?;
         let source = std::path::absolute(source).with_context(|| format!("resolving {}", source.display()))?;
         let meta = std::fs::metadata(&source).with_context(|| format!("reading {}", source.display()))?;
@@ -310,7 +313,7 @@ impl DebugfsScript {
 
     /// Make `path` a symlink to `target` (replacing a file or link there).
     pub fn symlink(&mut self, path: &str, target: &str) -> anyhow::Result<&mut Self> {
-        check_fs_path(path)?;
+        self.name(path)?;
         check_text("symlink target", target)?;
         anyhow::ensure!(!target.is_empty() && target.len() <= MAX_PATH, "symlink target {target:?} has a bad length");
         self.push(format!("rm {}", quote(path)), Tolerate::NotFound)?;
@@ -326,7 +329,7 @@ impl DebugfsScript {
     /// Remove the file or symlink at `path` if it exists (`rm -f`; not for
     /// directories).
     pub fn rm(&mut self, path: &str) -> anyhow::Result<&mut Self> {
-        check_fs_path(path)?;
+        self.name(path)?;
         self.push(format!("rm {}", quote(path)), Tolerate::NotFound)?;
         self.expect.insert(path.to_string(), Expect { absent: true, ..Expect::default() });
         self.touched.insert(path.to_string());
@@ -336,9 +339,9 @@ impl DebugfsScript {
     /// Set the permission bits of `path`, which is a `kind` (debugfs sets
     /// the whole `i_mode`, type bits included).
     pub fn chmod(&mut self, path: &str, kind: FileKind, mode: u16) -> anyhow::Result<&mut Self> {
-        check_fs_path(path)?;
+        self.name(path)?;
         check_mode(mode)?;
-        self.claim(path, kind, false);
+        self.claim(path, kind);
         self.push(format!("sif {} mode 0{:o}", quote(path), type_bits(kind) | u32::from(mode)), Tolerate::Nothing)?;
         let e = self.expect.entry(path.to_string()).or_default();
         (e.absent, e.kind, e.mode) = (false, Some(kind), Some(mode));
@@ -347,7 +350,7 @@ impl DebugfsScript {
 
     /// Set the owner of `path` (not following a final symlink).
     pub fn chown(&mut self, path: &str, uid: u32, gid: u32) -> anyhow::Result<&mut Self> {
-        check_fs_path(path)?;
+        self.name(path)?;
         let q = quote(path);
         self.push(format!("sif {q} uid {uid}"), Tolerate::Nothing)?;
         self.push(format!("sif {q} gid {gid}"), Tolerate::Nothing)?;
@@ -360,14 +363,14 @@ impl DebugfsScript {
     /// `20240101000000`, `flags` `0x80000`). Afterwards only the path's
     /// existence is verified.
     pub fn set_inode_field(&mut self, path: &str, field: &str, value: &str) -> anyhow::Result<&mut Self> {
-        check_fs_path(path)?;
+        self.name(path)?;
         let word = |w: &str| !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || "_[]-+:.x".contains(c));
         anyhow::ensure!(word(field), "inode field {field:?} is not a debugfs field name");
         anyhow::ensure!(word(value), "inode field value {value:?} is not a single debugfs word");
         self.push(format!("sif {} {field} {value}", quote(path)), Tolerate::Nothing)?;
         let e = self.expect.entry(path.to_string()).or_default();
         let kind = if field == "mode" { None } else { e.kind };
-        *e = Expect { kind, follow: e.follow, ..Expect::default() };
+        *e = Expect { kind, ..Expect::default() };
         Ok(self)
     }
 
@@ -410,20 +413,37 @@ impl DebugfsScript {
         self.verify(target)
     }
 
-    /// Refuse, before anything is written, a script that would retype a
-    /// path that exists with another kind.
+    /// Refuse, before anything is written, a script debugfs would get
+    /// wrong on this filesystem:
+    /// * a path below a symlink (merged-usr `/lib` → `usr/lib`): debugfs
+    ///   does not follow a symlink that is the last directory of a path, and
+    ///   `sif` on it would retype the link;
+    /// * a path that exists with another kind than the script assumes.
     fn preflight(&self, target: &Target) -> Result<(), DebugfsError> {
-        if self.claims.is_empty() {
-            return Ok(());
-        }
         let fs = Ext4Fs::open(target.open()?)?;
+        let refuse = |message: String| Err(DebugfsError::Refused { target: target.to_string(), message });
+        let mut checked = std::collections::BTreeSet::new();
+        for path in &self.paths {
+            for (i, _) in path.match_indices('/').skip(1) {
+                let parent = &path[..i];
+                if !checked.insert(parent) {
+                    continue;
+                }
+                if fs.symlink_metadata(parent)?.is_some_and(|m| m.kind == FileKind::Symlink) {
+                    let real = fs.canonicalize(parent).unwrap_or_else(|_| "?".into());
+                    return refuse(format!(
+                        "{parent} is a symlink (to {}); name {path} by its real path under {real}",
+                        fs.read_link(parent)?
+                    ));
+                }
+            }
+        }
         for claim in &self.claims {
-            let got = if claim.follow { fs.metadata(&claim.path)? } else { fs.symlink_metadata(&claim.path)? };
-            if let Some(got) = got.filter(|m| m.kind != claim.kind) {
-                return Err(DebugfsError::Refused {
-                    target: target.to_string(),
-                    message: format!("{} is a {}, but the script treats it as a {}", claim.path, got.kind, claim.kind),
-                });
+            if let Some(got) = fs.symlink_metadata(&claim.path)?.filter(|m| m.kind != claim.kind) {
+                return refuse(format!(
+                    "{} is a {}, but the script treats it as a {}",
+                    claim.path, got.kind, claim.kind
+                ));
             }
         }
         Ok(())
@@ -446,7 +466,7 @@ impl DebugfsScript {
 }
 
 fn verify_one(fs: &Ext4Fs, path: &str, want: &Expect, problems: &mut Vec<String>) -> anyhow::Result<()> {
-    let got = if want.follow { fs.metadata(path)? } else { fs.symlink_metadata(path)? };
+    let got = fs.symlink_metadata(path)?;
     let Some(got) = got else {
         if !want.absent {
             problems.push(format!("{path} is missing"));
