@@ -64,7 +64,9 @@ fn run(name: &str, case: Case) {
     (case.expect)(&sb, &dump_text);
 
     // 1. The map covers everything dumpe2fs (libext2fs) calls used.
+    let started = std::time::Instant::now();
     let map = used_blocks(&src_disk).expect("used blocks");
+    let map_time = started.elapsed();
     let dump = Dumpe2fs::read(src_s);
     assert_eq!(dump.block_size, u64::from(map.block_size()), "{name}");
     assert_eq!(dump.used.len() as u64, map.blocks_count(), "{name}");
@@ -106,7 +108,9 @@ fn run(name: &str, case: Case) {
     {
         let mut dst = Region::new(FileDisk::open_rw(&disk_path).expect("open disk"), offset, fs_size + tail, "p5")
             .expect("region");
+        let started = std::time::Instant::now();
         let stats = copy_used(&src_disk, &mut dst, &counter).expect("copy");
+        let copy_time = started.elapsed();
         assert_eq!(stats.bytes_read, map.used_bytes(), "{name}");
         assert_eq!(counter.done(), map.used_bytes(), "{name}: progress");
         let used_bytes = theirs * dump.block_size;
@@ -116,7 +120,8 @@ fn run(name: &str, case: Case) {
             stats.bytes_written
         );
         eprintln!(
-            "{name}: fs {} MiB, dumpe2fs used {} KiB, map {} KiB, wrote {} KiB in {} extents",
+            "{name}: fs {} MiB, dumpe2fs used {} KiB, map {} KiB, wrote {} KiB in {} extents; map {map_time:?}, \
+             copy {copy_time:?}",
             fs_size >> 20,
             used_bytes >> 10,
             map.used_bytes() >> 10,
