@@ -238,7 +238,7 @@ fn scripts_that_would_damage_the_image_are_refused_before_running() {
     stage(dir.path());
     let before = sha(&std::fs::read(&img).expect("read"));
     let unit = dir.path().join("stage/k8r-node.service");
-    let cases: [(&str, DebugfsScript, &str); 3] = [
+    let cases: [(&str, DebugfsScript, &str); 4] = [
         (
             "mkdir over a file",
             {
@@ -265,6 +265,15 @@ fn scripts_that_would_damage_the_image_are_refused_before_running() {
                 s
             },
             "/home/pi is a directory, but the script treats it as a file",
+        ),
+        (
+            "write over a directory",
+            {
+                let mut s = DebugfsScript::new();
+                s.write(&unit, "/home/pi", Attrs::root(0o644)).expect("ok");
+                s
+            },
+            "/home/pi is a directory; the script would replace it",
         ),
     ];
     for (name, script, want) in cases {

@@ -12,8 +12,6 @@ use super::superblock::{Compat, Incompat, RoCompat, Superblock, DESC_SIZE_64};
 use super::{read_at, Error};
 use crate::Disk;
 
-/// `bg_flags`: the inode table and bitmap are not initialised.
-const BG_INODE_UNINIT: u16 = 0x1;
 /// `bg_flags`: the block bitmap was never written; derive it from the layout.
 const BG_BLOCK_UNINIT: u16 = 0x2;
 /// Offset of `bg_checksum` in a descriptor.
@@ -23,7 +21,7 @@ const BG_BLOCK_BITMAP_CSUM_HI_END: u16 = 0x3a;
 
 /// One block group descriptor, with 64-bit block numbers assembled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GroupDesc {
+pub(crate) struct GroupDesc {
     /// Block holding the group's block bitmap.
     pub block_bitmap: u64,
     /// Block holding the group's inode bitmap.
@@ -43,11 +41,6 @@ impl GroupDesc {
     /// descriptors carry checksums; see [`Superblock::has_group_desc_csum`]).
     pub fn block_uninit(&self) -> bool {
         self.flags & BG_BLOCK_UNINIT != 0
-    }
-
-    /// Whether the inode bitmap and table were never initialised.
-    pub fn inode_uninit(&self) -> bool {
-        self.flags & BG_INODE_UNINIT != 0
     }
 
     fn parse(d: &[u8], wide: bool) -> GroupDesc {

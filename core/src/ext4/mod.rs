@@ -27,7 +27,6 @@ mod view;
 
 pub use blockmap::{used_blocks, BlockMap, Extent};
 pub use copy::{copy_map, copy_used, CopyStats};
-pub use groups::GroupDesc;
 pub use superblock::{Compat, Incompat, RoCompat, State, Superblock};
 pub use view::{DirEntry, Ext4Fs, FileKind, Metadata, MAX_READ};
 

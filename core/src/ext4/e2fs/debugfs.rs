@@ -104,13 +104,24 @@ struct Expect {
     source: Option<PathBuf>,
 }
 
-/// A kind a pre-existing path must have for the script to be safe:
-/// `sif … mode 040755` on a regular file would turn it into a corrupt
-/// directory, so such scripts are refused before they run.
+/// What a pre-existing path must be for the script to be safe. debugfs
+/// carries on after a failed command, so `sif … mode 040755` on a regular
+/// file, or `rm` + `write` + `sif … mode 0100644` on a directory, would
+/// retype an inode and corrupt the filesystem; such scripts are refused
+/// before they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    /// Exactly this kind.
+    Kind(FileKind),
+    /// Anything `rm` can remove.
+    NotDir,
+}
+
+/// A [`Want`] for a path, checked against the filesystem before the script.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Claim {
     path: String,
-    kind: FileKind,
+    want: Want,
 }
 
 /// A debugfs script under construction; see the module docs.
@@ -246,16 +257,16 @@ impl DebugfsScript {
         Ok(())
     }
 
-    /// Require `path`, if it exists before the script, to be a `kind`.
-    fn claim(&mut self, path: &str, kind: FileKind) {
+    /// Require `path`, if it exists before the script, to be what `want` says.
+    fn claim(&mut self, path: &str, want: Want) {
         if !self.touched.contains(path) {
-            self.claims.push(Claim { path: path.to_string(), kind });
+            self.claims.push(Claim { path: path.to_string(), want });
         }
     }
 
     fn set_attrs(&mut self, path: &str, kind: FileKind, attrs: Attrs) -> anyhow::Result<()> {
         check_mode(attrs.mode)?;
-        self.claim(path, kind);
+        self.claim(path, Want::Kind(kind));
         let q = quote(path);
         self.push(format!("sif {q} mode 0{:o}", type_bits(kind) | u32::from(attrs.mode)), Tolerate::Nothing)?;
         self.push(format!("sif {q} uid {}", attrs.uid), Tolerate::Nothing)?;
@@ -282,7 +293,7 @@ impl DebugfsScript {
                 *e = Expect { kind: Some(FileKind::Dir), ..Expect::default() };
             }
             if prefix != path {
-                self.claim(&prefix, FileKind::Dir);
+                self.claim(&prefix, Want::Kind(FileKind::Dir));
                 self.touched.insert(prefix.clone());
             }
         }
@@ -302,6 +313,7 @@ impl DebugfsScript {
         let src = source.to_str().with_context(|| format!("{} is not valid UTF-8", source.display()))?;
         check_text("source path", src)?;
         // debugfs `write` refuses to replace; remove first (absent is fine).
+        self.claim(path, Want::NotDir);
         self.push(format!("rm {}", quote(path)), Tolerate::NotFound)?;
         self.push(format!("write {} {}", quote(src), quote(path)), Tolerate::AllocatedInode)?;
         self.touched.insert(path.to_string());
@@ -316,6 +328,7 @@ impl DebugfsScript {
         self.name(path)?;
         check_text("symlink target", target)?;
         anyhow::ensure!(!target.is_empty() && target.len() <= MAX_PATH, "symlink target {target:?} has a bad length");
+        self.claim(path, Want::NotDir);
         self.push(format!("rm {}", quote(path)), Tolerate::NotFound)?;
         self.push(format!("symlink {} {}", quote(path), quote(target)), Tolerate::Nothing)?;
         self.expect.insert(
@@ -330,6 +343,7 @@ impl DebugfsScript {
     /// directories).
     pub fn rm(&mut self, path: &str) -> anyhow::Result<&mut Self> {
         self.name(path)?;
+        self.claim(path, Want::NotDir);
         self.push(format!("rm {}", quote(path)), Tolerate::NotFound)?;
         self.expect.insert(path.to_string(), Expect { absent: true, ..Expect::default() });
         self.touched.insert(path.to_string());
@@ -341,7 +355,7 @@ impl DebugfsScript {
     pub fn chmod(&mut self, path: &str, kind: FileKind, mode: u16) -> anyhow::Result<&mut Self> {
         self.name(path)?;
         check_mode(mode)?;
-        self.claim(path, kind);
+        self.claim(path, Want::Kind(kind));
         self.push(format!("sif {} mode 0{:o}", quote(path), type_bits(kind) | u32::from(mode)), Tolerate::Nothing)?;
         let e = self.expect.entry(path.to_string()).or_default();
         (e.absent, e.kind, e.mode) = (false, Some(kind), Some(mode));
@@ -390,6 +404,10 @@ impl DebugfsScript {
     }
 
     /// Run the script on `target`, then prove the result (module docs).
+    ///
+    /// A script refused by the preflight checks changes nothing. Any other
+    /// error leaves the filesystem partly modified (debugfs carries on after
+    /// a failed command): work on a copy and discard it on error.
     pub fn run(&self, target: &Target, clock: Clock) -> Result<(), DebugfsError> {
         if self.is_empty() {
             return Ok(());
@@ -439,11 +457,15 @@ impl DebugfsScript {
             }
         }
         for claim in &self.claims {
-            if let Some(got) = fs.symlink_metadata(&claim.path)?.filter(|m| m.kind != claim.kind) {
-                return refuse(format!(
-                    "{} is a {}, but the script treats it as a {}",
-                    claim.path, got.kind, claim.kind
-                ));
+            let Some(got) = fs.symlink_metadata(&claim.path)? else { continue };
+            match claim.want {
+                Want::Kind(kind) if got.kind != kind => {
+                    return refuse(format!("{} is a {}, but the script treats it as a {kind}", claim.path, got.kind));
+                }
+                Want::NotDir if got.kind == FileKind::Dir => {
+                    return refuse(format!("{} is a directory; the script would replace it", claim.path));
+                }
+                _ => {}
             }
         }
         Ok(())
