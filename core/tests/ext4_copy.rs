@@ -258,13 +258,17 @@ fn ext4_without_flex_bg() {
     run(
         "^flex_bg",
         Case {
-            mkfs: &["-O", "^flex_bg", "-g", "8192"],
+            // Also 32-byte descriptors: metadata_csum keeps only the low 16
+            // bits of each bitmap checksum there.
+            mkfs: &["-O", "^flex_bg,^64bit", "-g", "8192"],
             size: "160M",
             big_files: &[12 * MIB, 40 * MIB],
             garbage: Garbage::Full,
             view: true,
             expect: |sb, dump| {
                 assert!(!sb.incompat().contains(Incompat::FLEX_BG));
+                assert_eq!(sb.desc_size(), 32);
+                assert!(sb.ro_compat().contains(RoCompat::METADATA_CSUM));
                 block_uninit_somewhere(sb, dump);
             },
         },
