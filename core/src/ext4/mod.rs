@@ -25,7 +25,7 @@ mod groups;
 mod superblock;
 mod view;
 
-pub use blockmap::{used_blocks, BlockMap, Extent};
+pub use blockmap::{used_blocks, BlockMap, Extent, Extents};
 pub use copy::{copy_map, copy_used, CopyStats};
 pub use superblock::{Compat, Incompat, RoCompat, State, Superblock};
 pub use view::{DirEntry, Ext4Fs, FileKind, Metadata, MAX_READ};
