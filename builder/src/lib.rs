@@ -4,3 +4,4 @@
 pub mod golden;
 pub mod layout;
 pub mod node_binary;
+pub mod vendor;

@@ -3,5 +3,6 @@
 //! step turns them into one debugfs script applied to the root image.
 
 pub mod accounts;
+pub mod edits;
 pub mod fstab;
 pub mod system;

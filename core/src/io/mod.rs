@@ -21,7 +21,7 @@ pub const BUFFER_SIZE: usize = 1 << 20;
 
 /// Read until `buf` is full or EOF; returns the bytes read. Unlike
 /// `read_exact`, a short count is not an error (the caller decides).
-pub fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+pub fn read_full(r: &mut (impl Read + ?Sized), buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match r.read(&mut buf[filled..]) {
@@ -35,7 +35,7 @@ pub fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// Copy all of `r` to `w` in [`BUFFER_SIZE`] chunks; returns bytes copied.
-pub fn copy(r: &mut impl Read, w: &mut impl Write) -> io::Result<u64> {
+pub fn copy(r: &mut (impl Read + ?Sized), w: &mut (impl Write + ?Sized)) -> io::Result<u64> {
     let mut buf = vec![0u8; BUFFER_SIZE];
     let mut total = 0u64;
     loop {
@@ -52,7 +52,12 @@ pub fn copy(r: &mut impl Read, w: &mut impl Write) -> io::Result<u64> {
 /// are all zero (they stay holes in a sparse image file). Returns
 /// `(bytes_read, bytes_written)`. Use only where the target is known to read
 /// back zero where nothing is written (a fresh sparse file).
-pub fn copy_sparse(r: &mut impl Read, disk: &mut dyn Disk, offset: u64, block: usize) -> io::Result<(u64, u64)> {
+pub fn copy_sparse(
+    r: &mut (impl Read + ?Sized),
+    disk: &mut dyn Disk,
+    offset: u64,
+    block: usize,
+) -> io::Result<(u64, u64)> {
     let mut buf = vec![0u8; BUFFER_SIZE.max(block)];
     let (mut read, mut written) = (0u64, 0u64);
     loop {
