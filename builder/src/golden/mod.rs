@@ -5,4 +5,5 @@
 pub mod accounts;
 pub mod edits;
 pub mod fstab;
+pub mod root;
 pub mod system;
