@@ -70,6 +70,8 @@ mod dirent;
 mod edit;
 mod error;
 mod format;
+#[cfg(test)]
+mod hostile_tests;
 mod name;
 mod reader;
 mod table;
