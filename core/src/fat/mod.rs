@@ -13,7 +13,7 @@
 //!   file data goes to disk as it is read; directories, FATs and FSInfo are
 //!   written by [`FatBuilder::finish`], the boot sector last.
 //! * [`FatFs::replace_file`], [`FatFs::remove_file`], [`FatFs::create_dir`]
-//!   edit a live volume, crash-safely (below).
+//!   (and [`FatFs::create_dir_all`]) edit a live volume, crash-safely (below).
 //! * [`CrashDisk`] counts writes and can "lose power" after N of them, so
 //!   tests prove what a crash at every point leaves behind.
 //!
@@ -38,16 +38,25 @@
 //! 1. allocate free clusters (first fit from cluster 2), write `data` into
 //!    them, then link them in every FAT copy (FAT 1 first); sync. A crash
 //!    here leaves allocated-but-unreferenced clusters at worst.
-//! 2. (new file whose directory has no room) append a zeroed cluster to the
-//!    directory: zero it, mark it end-of-chain, sync, link it, sync. An empty
-//!    cluster at the end of a directory is valid.
+//! 2. (new file) find room for its entries inside one sector of the
+//!    directory. Free slots past the directory's end marker may need
+//!    preparing first (marked deleted, or zeroed to become the new end
+//!    marker); they are past the end marker, so this changes nothing
+//!    visible. A directory with no room gets a zeroed cluster appended:
+//!    zero it, mark it end-of-chain, sync, link it, sync (an empty cluster
+//!    at the end of a directory is valid). The FAT12/16 root cannot grow:
+//!    [`FatError::DirectoryFull`].
 //! 3. **commit**: rewrite the one sector holding the directory entry (first
 //!    cluster, size, time; for a new file its LFN entries too, which are
 //!    placed so they share that sector); sync.
 //! 4. free the old chain in every FAT copy; sync. A crash here leaves lost
 //!    clusters.
-//! 5. update the FSInfo free-cluster count (FAT32); sync. A crash before this
-//!    leaves a stale count, which is only a hint.
+//! 5. (FAT32) count the free clusters and write the count to FSInfo if it
+//!    changed; sync. A crash before this leaves a stale count, which is only
+//!    a hint, and the next edit writes the counted value again.
+//!
+//! Replacing `autoboot.txt` with a same-sized file is 6 one-sector writes
+//! and 3 syncs (data, FAT x2, commit, free x2).
 //!
 //! `remove_file` commits by marking the 8.3 entry deleted, then deletes its
 //! LFN entries (a crash in between leaves orphaned LFN entries, which every
@@ -58,10 +67,15 @@
 //! edits refuse names that need more than 16 entries (195 UTF-16 units), as
 //! those could not share one sector.
 //!
-//! `fsck.fat -n` after a crash may report only: lost clusters or chains, a
-//! wrong free-cluster count, FATs that differ (one copy ahead), and for
-//! `remove_file` orphaned LFN entries. After a completed edit it is clean.
-//! `tests/fat_crash.rs` proves this for a crash after every single write.
+//! A damaged old chain (loop, out of range) is not freed but leaked, since it
+//! might run into another file's clusters.
+//!
+//! `fsck.fat -n` after a crash may report only: lost clusters ("Reclaimed N
+//! unused clusters"), a wrong free-cluster count, "FATs differ but appear to
+//! be intact" (one copy a step ahead), and for `remove_file` an orphaned LFN
+//! part. After a completed edit it is clean. `core/tests/fat_crash.rs`
+//! proves this for a power cut after every single write, and for the writes
+//! of each sync epoch landing in any order.
 
 mod bpb;
 mod builder;

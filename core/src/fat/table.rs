@@ -79,20 +79,41 @@ impl FatTable {
         self.geo.active_fat.unwrap_or(0)
     }
 
-    /// One byte of the active FAT copy, through the window.
-    fn byte<D: Disk + ?Sized>(&self, disk: &D, off: u64) -> Result<u8, FatError> {
-        if off >= self.geo.fat_bytes() {
+    /// `len` bytes of the active FAT copy at `off`, through the window.
+    fn fat_bytes_at<D: Disk + ?Sized>(&self, disk: &D, off: u64, len: usize) -> Result<[u8; 4], FatError> {
+        let end = off + len as u64;
+        if end > self.geo.fat_bytes() {
             return Err(corrupt(disk, format!("FAT byte {off} is past the end of the FAT")));
         }
         let mut w = self.window.borrow_mut();
-        if off < w.start || off >= w.start + w.bytes.len() as u64 {
-            let start = off / WINDOW * WINDOW;
-            let len = WINDOW.min(self.geo.fat_bytes() - start) as usize;
-            w.bytes.resize(len, 0);
+        if off < w.start || end > w.start + w.bytes.len() as u64 {
+            // Window-aligned, unless the entry straddles a window boundary
+            // (FAT12); then start at its sector.
+            let mut start = off / WINDOW * WINDOW;
+            if end > start + WINDOW {
+                let bps = u64::from(self.geo.bytes_per_sector);
+                start = off / bps * bps;
+            }
+            let n = WINDOW.min(self.geo.fat_bytes() - start) as usize;
+            w.bytes.resize(n, 0);
             read_at(disk, &mut w.bytes, self.geo.fat_offset(self.active_copy()) + start)?;
             w.start = start;
         }
-        Ok(w.bytes[(off - w.start) as usize])
+        let at = (off - w.start) as usize;
+        let mut out = [0u8; 4];
+        out[..len].copy_from_slice(&w.bytes[at..at + len]);
+        Ok(out)
+    }
+
+    /// The entry value of `cluster` from its stored bytes.
+    fn decode(&self, raw: [u8; 4], cluster: u32) -> u32 {
+        let v = u32::from_le_bytes(raw);
+        match self.geo.fat_type {
+            FatType::Fat12 if cluster % 2 == 1 => (v & 0xFFFF) >> 4,
+            FatType::Fat12 => v & 0x0FFF,
+            FatType::Fat16 => v & 0xFFFF,
+            FatType::Fat32 => v & 0x0FFF_FFFF,
+        }
     }
 
     /// Forget cached FAT bytes (after writing the FAT).
@@ -102,18 +123,8 @@ impl FatTable {
 
     /// The raw value of `cluster`'s entry (FAT32: the low 28 bits).
     pub fn get<D: Disk + ?Sized>(&self, disk: &D, cluster: u32) -> Result<u32, FatError> {
-        let off = self.entry_offset(cluster);
-        let mut raw = [0u8; 4];
-        for (i, b) in raw.iter_mut().enumerate().take(self.entry_len()) {
-            *b = self.byte(disk, off + i as u64)?;
-        }
-        let v = u32::from_le_bytes(raw);
-        Ok(match self.geo.fat_type {
-            FatType::Fat12 if cluster % 2 == 1 => (v & 0xFFFF) >> 4,
-            FatType::Fat12 => v & 0x0FFF,
-            FatType::Fat16 => v & 0xFFFF,
-            FatType::Fat32 => v & 0x0FFF_FFFF,
-        })
+        let raw = self.fat_bytes_at(disk, self.entry_offset(cluster), self.entry_len())?;
+        Ok(self.decode(raw, cluster))
     }
 
     /// Classify an entry value.
@@ -201,29 +212,60 @@ impl FatTable {
     /// The first `count` free clusters, lowest first.
     pub fn find_free<D: Disk + ?Sized>(&self, disk: &D, count: usize) -> Result<Vec<u32>, FatError> {
         let mut found = Vec::with_capacity(count.min(self.geo.cluster_count as usize));
-        if count == 0 {
-            return Ok(found);
-        }
-        for c in 2..=self.geo.max_cluster() {
-            if self.get(disk, c)? == 0 {
-                found.push(c);
-                if found.len() == count {
-                    return Ok(found);
+        if count > 0 {
+            self.scan(disk, |c, v| {
+                if v == 0 {
+                    found.push(c);
                 }
-            }
+                found.len() < count
+            })?;
         }
-        Err(FatError::NoSpace { disk: disk.name(), needed: count as u64, free: found.len() as u64 })
+        if found.len() < count {
+            return Err(FatError::NoSpace { disk: disk.name(), needed: count as u64, free: found.len() as u64 });
+        }
+        Ok(found)
     }
 
     /// How many clusters are free.
     pub fn count_free<D: Disk + ?Sized>(&self, disk: &D) -> Result<u32, FatError> {
         let mut free = 0;
-        for c in 2..=self.geo.max_cluster() {
-            if self.get(disk, c)? == 0 {
-                free += 1;
-            }
-        }
+        self.scan(disk, |_, v| {
+            free += u32::from(v == 0);
+            true
+        })?;
         Ok(free)
+    }
+
+    /// Call `f(cluster, value)` for clusters 2 ..= max in order, until it
+    /// returns `false`. Reads the FAT in chunks that hold whole entries (a
+    /// multiple of 3 bytes keeps FAT12's entry pairs together), bypassing
+    /// the window.
+    fn scan<D: Disk + ?Sized>(&self, disk: &D, mut f: impl FnMut(u32, u32) -> bool) -> Result<(), FatError> {
+        const CHUNK: u64 = 3 * 16384;
+        let per_chunk = CHUNK * 8 / self.geo.fat_type.entry_bits();
+        let len = self.entry_len();
+        let base = self.geo.fat_offset(self.active_copy());
+        let mut buf = vec![0u8; CHUNK as usize];
+        let mut start = 0;
+        while start < self.geo.fat_bytes() {
+            let n = CHUNK.min(self.geo.fat_bytes() - start) as usize;
+            read_at(disk, &mut buf[..n], base + start)?;
+            let first = start / CHUNK * per_chunk;
+            for c in first.max(2)..(first + per_chunk).min(u64::from(self.geo.max_cluster()) + 1) {
+                let c = c as u32;
+                let at = (self.entry_offset(c) - start) as usize;
+                let Some(bytes) = buf[..n].get(at..at + len) else {
+                    return Err(corrupt(disk, format!("FAT entry of cluster {c} is past the end of the FAT")));
+                };
+                let mut raw = [0u8; 4];
+                raw[..len].copy_from_slice(bytes);
+                if !f(c, self.decode(raw, c)) {
+                    return Ok(());
+                }
+            }
+            start += CHUNK;
+        }
+        Ok(())
     }
 }
 
