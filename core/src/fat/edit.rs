@@ -31,6 +31,22 @@ struct Placement {
     terminate: bool,
 }
 
+/// A new name, prepared before any data is written: its 8.3 name and room
+/// for its entries.
+#[derive(Debug)]
+struct NewName {
+    short: [u8; 11],
+    nt_flags: u8,
+    place: Placement,
+}
+
+/// What a replace commits to: the existing entry, or a new one.
+#[derive(Debug)]
+enum Target {
+    Existing { offset: u64 },
+    New(NewName),
+}
+
 impl<D: Disk> FatFs<D> {
     /// Stamp entries that edits write with `unix` seconds instead of the
     /// system clock (reproducible images, tests).
@@ -48,11 +64,14 @@ impl<D: Disk> FatFs<D> {
     /// crash at any point, the file reads as exactly the old or the new
     /// content. Five steps, each ending with a sync:
     ///
-    /// 1. write `data` into free clusters and link them in the FAT;
-    /// 2. (new file, full directory) append an empty cluster to the directory;
+    /// 1. (new file) make room for its entries in the directory;
+    /// 2. write `data` into free clusters and link them in the FAT;
     /// 3. commit: rewrite the one sector with the file's directory entry;
     /// 4. free the old clusters;
     /// 5. update the FSInfo free count.
+    ///
+    /// Errors found before step 2 (no space, full FAT12/16 root, bad name)
+    /// leave the volume unchanged.
     pub fn replace_file(&mut self, path: &str, data: &[u8]) -> Result<(), FatError> {
         let (parent_path, file_name) = self.split(path)?;
         let size = u32::try_from(data.len()).map_err(|_| FatError::TooLarge {
@@ -71,13 +90,17 @@ impl<D: Disk> FatFs<D> {
         };
         let now = self.now();
         let fat32 = self.is_fat32();
-        // 1. The new content, unreferenced until step 3.
+        // 1. Room for a new entry.
+        let target = match &existing {
+            Some(e) => Target::Existing { offset: self.slot_offset(&parent, e.short_slot)? },
+            None => Target::New(self.prepare_name(&parent, &parent_path, file_name)?),
+        };
+        // 2. The new content, unreferenced until step 3.
         let clusters = self.write_new_chain(data)?;
         let first = clusters.first().copied().unwrap_or(0);
-        // 2 and 3.
-        match existing {
-            Some(e) => {
-                let offset = self.slot_offset(&parent, e.short_slot)?;
+        // 3. Commit.
+        match target {
+            Target::Existing { offset } => {
                 self.commit_entry(offset, |entry| {
                     let mut s = ShortEntry::parse(entry, true);
                     let (date, time) = super::time::to_fat(now);
@@ -92,10 +115,7 @@ impl<D: Disk> FatFs<D> {
                     entry.copy_from_slice(&new);
                 })?;
             }
-            None => {
-                let short = self.new_short_entry(&parent, file_name, ATTR_ARCHIVE, first, size, now)?;
-                self.insert_entry(parent, &parent_path, &dirent::name_slots(file_name, &short))?;
-            }
+            Target::New(new) => self.write_new_entry(new, file_name, ATTR_ARCHIVE, first, size, now)?,
         }
         // 4 and 5.
         self.free_chain(&old_chain)?;
@@ -141,9 +161,9 @@ impl<D: Disk> FatFs<D> {
         Ok(true)
     }
 
-    /// Create the directory `path` in an existing directory. Its cluster
-    /// (`.`, `..`, zeros) is written and allocated first; the parent's entry
-    /// is the commit.
+    /// Create the directory `path` in an existing directory: make room in
+    /// the parent, write and allocate the new directory's cluster (`.`, `..`,
+    /// zeros), then commit the parent's entry.
     pub fn create_dir(&mut self, path: &str) -> Result<(), FatError> {
         let (parent_path, dir_name) = self.split(path)?;
         let parent_loc = self.dir_at(&parent_path)?;
@@ -152,7 +172,9 @@ impl<D: Disk> FatFs<D> {
             return Err(FatError::AlreadyExists { path: path.to_string() });
         }
         let now = self.now();
-        // 1. The directory's cluster, then its FAT entry.
+        // 1. Room in the parent.
+        let new = self.prepare_name(&parent, &parent_path, dir_name)?;
+        // 2. The directory's cluster, then its FAT entry.
         let cluster = self.fat.find_free(&self.disk, 1)?[0];
         // `..` of a directory in the root is 0, on FAT32 too.
         let up = match parent_loc {
@@ -164,10 +186,8 @@ impl<D: Disk> FatFs<D> {
         content[ENTRY_SIZE..2 * ENTRY_SIZE].copy_from_slice(&ShortEntry::new(DOTDOT, ATTR_DIR, 0, up, 0, now).encode());
         write_at(&mut self.disk, &content, self.geo.cluster_offset(cluster))?;
         self.set_links(&[(cluster, self.geo.fat_type.eoc())])?;
-        // 2 and 3.
-        let short = self.new_short_entry(&parent, dir_name, ATTR_DIR, cluster, 0, now)?;
-        self.insert_entry(parent, &parent_path, &dirent::name_slots(dir_name, &short))?;
-        // 4.
+        // 3. Commit; 4. FSInfo.
+        self.write_new_entry(new, dir_name, ATTR_DIR, cluster, 0, now)?;
         self.update_fsinfo()
     }
 
@@ -297,21 +317,14 @@ impl<D: Disk> FatFs<D> {
         sync(&mut self.disk)
     }
 
-    /// The 8.3 entry for a new name in `dir`: the name itself with NT case
-    /// flags when it fits and is free, else a generated alias (LFN entries
-    /// then carry the name).
-    fn new_short_entry(
-        &self,
-        dir: &RawDir,
-        long: &str,
-        attr: u8,
-        cluster: u32,
-        size: u32,
-        now: u64,
-    ) -> Result<ShortEntry, FatError> {
+    /// Step 1 for a new name in `dir`: its 8.3 name (the name itself with NT
+    /// case flags when it fits and is free, else a generated alias, with LFN
+    /// entries carrying the name), and room for its entries inside one
+    /// sector, growing the directory if needed.
+    fn prepare_name(&mut self, dir: &RawDir, dir_path: &str, long: &str) -> Result<NewName, FatError> {
         let taken = short_names(&dir.bytes);
         let is_taken = |raw: &[u8; 11]| taken.contains(raw);
-        let (raw, flags) = match name::as_short(long) {
+        let (short, nt_flags) = match name::as_short(long) {
             Some((raw, flags)) if !is_taken(&raw) => (raw, flags),
             _ => {
                 let alias = name::short_alias(long, &is_taken)
@@ -319,22 +332,34 @@ impl<D: Disk> FatFs<D> {
                 (alias, 0)
             }
         };
-        Ok(ShortEntry::new(raw, attr, flags, cluster, size, now))
+        let slots = if name::as_short(long) == Some((short, nt_flags)) { 1 } else { name::lfn_slots(long) };
+        let place = match self.find_room(dir, slots)? {
+            Some(p) => p,
+            None => self.grow_dir(dir, dir_path)?,
+        };
+        Ok(NewName { short, nt_flags, place })
     }
 
-    /// Steps 2 and 3 for a new name: find (or make) room for `slots` inside
-    /// one sector of the directory, then write that sector.
-    fn insert_entry(&mut self, dir: RawDir, dir_path: &str, slots: &[[u8; 32]]) -> Result<(), FatError> {
-        let place = match self.find_room(&dir, slots.len())? {
-            Some(p) => p,
-            None => self.grow_dir(&dir, dir_path)?,
-        };
+    /// The commit of a new name: write its entries (LFN entries, then the
+    /// 8.3 entry) into the prepared sector, then sync.
+    fn write_new_entry(
+        &mut self,
+        new: NewName,
+        long: &str,
+        attr: u8,
+        cluster: u32,
+        size: u32,
+        now: u64,
+    ) -> Result<(), FatError> {
+        let entry = ShortEntry::new(new.short, attr, new.nt_flags, cluster, size, now);
+        let slots = dirent::name_slots(long, &entry);
+        let place = new.place;
         let bps = u64::from(self.geo.bytes_per_sector);
         let mut buf = vec![0u8; bps as usize];
         read_at(&self.disk, &mut buf, place.sector)?;
         let mut at = place.at;
         for slot in slots {
-            buf[at..at + ENTRY_SIZE].copy_from_slice(slot);
+            buf[at..at + ENTRY_SIZE].copy_from_slice(&slot);
             at += ENTRY_SIZE;
         }
         if place.terminate && at < buf.len() {

@@ -246,3 +246,20 @@ fn a_full_volume_reports_no_space_and_stays_intact() {
     assert_eq!(fs.free_clusters().expect("free"), 2, "the old two clusters are free again");
     assert_eq!(fs.disk().size(), 8 * MIB as u64);
 }
+
+#[test]
+fn a_full_fixed_root_refuses_before_writing() {
+    let opts = FormatOptions { fat_type: Some(FatType::Fat16), ..Default::default() };
+    let mut b = FatBuilder::new(MemDisk::new(8 * MIB), &opts).expect("format");
+    for i in 0..512 {
+        b.add_file(&format!("/f{i}"), 1, &mut &b"x"[..]).expect("fits the root");
+    }
+    let full = b.finish().expect("finish");
+    let mut fs = FatFs::open(full.clone()).expect("open");
+    let err = fs.replace_file("/one-more", b"data").expect_err("no slot left");
+    assert!(matches!(err, FatError::DirectoryFull { entries: 512, .. }), "{err}");
+    assert!(fs.disk().bytes == full.bytes, "nothing was written");
+    // Replacing an existing file needs no new slot.
+    fs.replace_file("/f7", b"new").expect("replace in a full root");
+    assert_eq!(fs.read_file("/f7", 10).expect("read").as_deref(), Some(&b"new"[..]));
+}

@@ -35,17 +35,17 @@
 //! reports as lost and which nothing reads.
 //!
 //! `replace_file(path, data)`:
-//! 1. allocate free clusters (first fit from cluster 2), write `data` into
+//! 1. (new file) find room for its entries inside one sector of the
+//!    directory. Free slots past the directory's end marker may need
+//!    preparing (marked deleted, or zeroed to become the new end marker);
+//!    they are past the end marker, so this changes nothing visible. A
+//!    directory with no room gets a zeroed cluster appended: zero it, mark
+//!    it end-of-chain, sync, link it, sync (an empty cluster at the end of a
+//!    directory is valid). The FAT12/16 root cannot grow:
+//!    [`FatError::DirectoryFull`], before anything is written.
+//! 2. allocate free clusters (first fit from cluster 2), write `data` into
 //!    them, then link them in every FAT copy (FAT 1 first); sync. A crash
 //!    here leaves allocated-but-unreferenced clusters at worst.
-//! 2. (new file) find room for its entries inside one sector of the
-//!    directory. Free slots past the directory's end marker may need
-//!    preparing first (marked deleted, or zeroed to become the new end
-//!    marker); they are past the end marker, so this changes nothing
-//!    visible. A directory with no room gets a zeroed cluster appended:
-//!    zero it, mark it end-of-chain, sync, link it, sync (an empty cluster
-//!    at the end of a directory is valid). The FAT12/16 root cannot grow:
-//!    [`FatError::DirectoryFull`].
 //! 3. **commit**: rewrite the one sector holding the directory entry (first
 //!    cluster, size, time; for a new file its LFN entries too, which are
 //!    placed so they share that sector); sync.
@@ -60,12 +60,14 @@
 //!
 //! `remove_file` commits by marking the 8.3 entry deleted, then deletes its
 //! LFN entries (a crash in between leaves orphaned LFN entries, which every
-//! reader ignores), then frees the chain. `create_dir` writes the new
-//! directory cluster (`.`, `..`, zeros) and its FAT entry, syncs, then
-//! commits the parent's entry. A name is created as one 8.3 entry with NT
-//! lower-case flags when it allows, else as LFN entries plus an 8.3 alias;
-//! edits refuse names that need more than 16 entries (195 UTF-16 units), as
-//! those could not share one sector.
+//! reader ignores), then frees the chain. `create_dir` makes room in the
+//! parent (step 1), writes the new directory cluster (`.`, `..`, zeros) and
+//! its FAT entry, syncs, then commits the parent's entry.
+//!
+//! A name is created as one 8.3 entry with NT lower-case flags when it
+//! allows, else as LFN entries plus an 8.3 alias; edits refuse names that
+//! need more than 16 entries (195 UTF-16 units), as those could not share
+//! one sector.
 //!
 //! A damaged old chain (loop, out of range) is not freed but leaked, since it
 //! might run into another file's clusters.

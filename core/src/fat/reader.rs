@@ -204,7 +204,7 @@ impl<D: Disk> FatFs<D> {
                 let mut chain = Chain::new(first, path);
                 let (mut bytes, mut clusters) = (Vec::new(), Vec::new());
                 while let Some(c) = chain.next(&self.fat, &self.disk)? {
-                    if bytes.len() as u64 + cs > max.max(cs) {
+                    if bytes.len() as u64 + cs > max {
                         return Err(corrupt(
                             &self.disk,
                             format!("{path}: directory is larger than {MAX_DIR_ENTRIES} entries (looping chain?)"),
