@@ -497,6 +497,17 @@ mod tests {
         }
     }
 
+    /// Names outside the BMP are stored as UTF-16 surrogate pairs, as
+    /// Windows and Linux do. (mtools 4.0.32 cannot show them, so this is
+    /// checked with k8r's reader only.)
+    #[test]
+    fn names_outside_the_bmp_round_trip() {
+        let name = "/emoji 🙂 outside the BMP.txt";
+        let fs = FatFs::open(build(8 * MIB, &[(name, b"x".to_vec())])).expect("open");
+        assert_eq!(fs.list("/").expect("list")[0].name, &name[1..]);
+        assert_eq!(fs.read_file(name, 10).expect("read").as_deref(), Some(&b"x"[..]));
+    }
+
     #[test]
     fn same_calls_give_identical_bytes() {
         let files = [("/b.txt", b"b".to_vec()), ("/a/Zeta Long Name.bin", vec![1; 5000]), ("/a/x", vec![2; 10])];

@@ -17,6 +17,19 @@
 //! * [`CrashDisk`] counts writes and can "lose power" after N of them, so
 //!   tests prove what a crash at every point leaves behind.
 //!
+//! ```
+//! use k8r_core::disk::MemDisk;
+//! use k8r_core::fat::{FatBuilder, FatFs, FormatOptions};
+//!
+//! let opts = FormatOptions { label: Some("K8R-CONFIG".into()), volume_id: 0x2024_0101, ..Default::default() };
+//! let mut builder = FatBuilder::new(MemDisk::new(64 << 20), &opts)?;
+//! builder.add_file("/config.txt", 6, &mut &b"[all]\n"[..])?;
+//! let mut fs = FatFs::open(builder.finish()?)?;
+//! fs.replace_file("/autoboot.txt", b"[all]\ntryboot_a_b=1\nboot_partition=2\n")?;
+//! assert_eq!(fs.read_file("/CONFIG.TXT", 1 << 20)?.as_deref(), Some(&b"[all]\n"[..]));
+//! # Ok::<(), k8r_core::fat::FatError>(())
+//! ```
+//!
 //! What this module must not do: trust the bytes it reads. Every field is
 //! validated before use; cluster chains are walked with a loop detector and a
 //! hard step limit; directories are capped at 65536 entries (the FAT limit);

@@ -44,7 +44,7 @@ pub struct Tree {
 
 impl Tree {
     /// The boot-partition-like sample: nested dirs, LFN names (spaces,
-    /// umlauts, non-Latin, a 200-character name), a 0-byte file, an empty
+    /// umlauts, non-Latin, a 198-character name), a 0-byte file, an empty
     /// directory, `many` long-named files in one directory (several clusters
     /// of entries), and with `big` a 40 MiB file.
     pub fn sample(big: bool, many: usize) -> Tree {
