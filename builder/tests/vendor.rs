@@ -64,3 +64,18 @@ fn broken_images_fail_clearly() {
     let err = VendorImage::open(std::path::Path::new("/nonexistent/vendor.img")).expect_err("missing");
     assert!(format!("{err:#}").contains("opening vendor image /nonexistent/vendor.img"));
 }
+
+#[test]
+fn the_firmware_model_boots_vendor_images() {
+    use k8r_core::bootdisk::DiskMedia;
+    use k8r_core::bootmodel::{Board, Firmware};
+    let cases = [(Fixture::UbuntuLike, "LABEL=writable"), (Fixture::GptLike, "LABEL=writable")];
+    for (fixture, root) in cases {
+        let disk = k8r_core::FileDisk::open(&vendor_image(fixture).expect("fixture")).expect("open");
+        let media = DiskMedia::open(&disk).expect("media");
+        let sel = media.resolve(Firmware::new(Board::Pi4, false)).expect("boots");
+        assert_eq!(sel.partition, 1, "{fixture}");
+        assert_eq!(sel.root(), Some(root), "{fixture}");
+        assert!(sel.initramfs.is_some(), "{fixture}: Ubuntu boots with an initrd");
+    }
+}

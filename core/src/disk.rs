@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 /// Positional access to a disk or disk image.
-pub trait Disk: Send {
+pub trait Disk: Send + Sync {
     /// What to call this disk in messages (`/dev/mmcblk0`, `images/bootable_image.img`).
     fn name(&self) -> String;
     /// Size in bytes.

@@ -6,7 +6,8 @@
 //! * [`ptable`]: MBR and GPT partition tables: read, validate, write, grow.
 //! * [`fat`]: FAT filesystems in userspace: read, build, atomic small-file replace.
 //! * [`ext4`]: ext4 superblock and used-block map; e2fsprogs driven safely.
-//! * [`bootmodel`]: the Raspberry Pi firmware's boot selection as a pure model.
+//! * [`bootmodel`]: the Raspberry Pi firmware's boot selection as a pure model;
+//!   [`bootdisk`]: that model over a real disk's FAT partitions.
 //! * [`slots`]: k8r's two boot targets: their cmdline.txt and autoboot.txt.
 //! * [`manifest`]: artifact manifests; [`kube`]: Kubernetes versions.
 //! * [`io`], [`compress`]: streaming adapters, multi-threaded xz and zstd.
@@ -17,6 +18,7 @@
 
 pub mod blockdev;
 pub mod bmap;
+pub mod bootdisk;
 pub mod bootmodel;
 pub mod cmd;
 pub mod compress;
