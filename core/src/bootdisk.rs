@@ -94,7 +94,7 @@ impl BootMedia for DiskMedia<'_> {
 
     fn read(&self, partition: u32, path: &str) -> anyhow::Result<Option<Vec<u8>>> {
         let Some(fs) = self.fats.get(&partition) else { return Ok(None) };
-        Ok(fs.read_file(path, MAX_BOOT_FILE).with_context(|| format!("reading {path} from partition {partition}"))?)
+        fs.read_file(path, MAX_BOOT_FILE).with_context(|| format!("reading {path} from partition {partition}"))
     }
 
     fn exists(&self, partition: u32, path: &str) -> anyhow::Result<bool> {
