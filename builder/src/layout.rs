@@ -85,6 +85,15 @@ impl DiskIdentity {
         DiskIdentity { mbr_signature: if sig == 0 { 0x6b38_7221 } else { sig }, gpt_seed }
     }
 
+    /// The identity of every disk of the cluster named `cluster`: stable, so
+    /// images built at different times for one cluster agree on PARTUUIDs
+    /// (an upgrade's fstab and cmdline name the node's own partitions).
+    pub fn for_cluster(cluster: &str) -> Self {
+        use sha2::Digest;
+        let seed: [u8; 32] = sha2::Sha256::digest(format!("k8r disk of cluster {cluster}")).into();
+        DiskIdentity::from_seed(&seed)
+    }
+
     /// The GPT disk GUID.
     pub fn gpt_disk_guid(&self) -> uuid::Uuid {
         self.guid_for(0)
@@ -338,7 +347,7 @@ impl fmt::Display for Plan {
                     "extended",
                     start.0,
                     size.0,
-                    size.bytes(),
+                    size.bytes().to_string(),
                     "-"
                 )?;
             }
@@ -353,7 +362,7 @@ impl fmt::Display for Plan {
                 p.role.name(),
                 p.start.0,
                 p.size.0,
-                p.len(),
+                p.len().to_string(),
                 fs,
                 p.partuuid
             )?;

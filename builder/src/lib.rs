@@ -1,7 +1,15 @@
 //! The k8r builder: turns a vendor Raspberry Pi image into a golden image
 //! and upgrade artifacts, as a normal user (no root, loop devices or mounts).
 
+pub mod artifacts;
+pub mod assemble;
+pub mod boottree;
+pub mod build;
+pub mod cli;
+pub mod estimate;
 pub mod golden;
+pub mod inspect;
 pub mod layout;
+pub mod logging;
 pub mod node_binary;
 pub mod vendor;
