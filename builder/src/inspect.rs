@@ -150,7 +150,9 @@ pub fn inspect(path: &Path) -> anyhow::Result<Inspection> {
                 )?))
             };
             let roots = vl.root_candidates.iter().map(|p| Ok((p.number, region(p)?))).collect::<anyhow::Result<_>>()?;
-            (region(&vl.boot)?, roots)
+            let boot_number = firmware_choice(path, &img)?.map(|s| s.partition).unwrap_or(vl.boot.number);
+            let boot_part = table.get(boot_number).unwrap_or(&vl.boot);
+            (region(boot_part)?, roots)
         }
         _ => {
             tmp = tempfile::tempdir_in(path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))
@@ -164,7 +166,7 @@ pub fn inspect(path: &Path) -> anyhow::Result<Inspection> {
             (open(&b)?, roots)
         }
     };
-    let boot = boot_info(vl.boot.number, boot_disk)?;
+    let boot = boot_info(vl.boot.number, boot_disk, firmware_choice(path, &img)?)?;
     let root = root_info(root_disks, path)?;
     let k8r = k8r_info(path, &img)?;
     Ok(Inspection {
@@ -192,11 +194,30 @@ impl<D: Disk> BootMedia for Single<'_, D> {
     }
 }
 
-fn boot_info(number: u32, disk: Box<dyn Disk>) -> anyhow::Result<BootInfo> {
+/// On uncompressed images, what the firmware boots from the whole disk
+/// (on a k8r image that is boot-A, not the config partition).
+fn firmware_choice(path: &Path, img: &VendorImage) -> anyhow::Result<Option<k8r_core::bootmodel::BootSelection>> {
+    if img.compression != Compression::None {
+        return Ok(None);
+    }
+    let disk = FileDisk::open(path)?;
+    let media = k8r_core::bootdisk::DiskMedia::open(&disk)?;
+    Ok(media.resolve(Firmware::new(Board::Pi4, false)).ok())
+}
+
+fn boot_info(
+    fallback: u32,
+    disk: Box<dyn Disk>,
+    whole: Option<k8r_core::bootmodel::BootSelection>,
+) -> anyhow::Result<BootInfo> {
+    let number = whole.as_ref().map(|s| s.partition).unwrap_or(fallback);
     let fs = FatFs::open(disk).with_context(|| format!("reading the FAT boot partition p{number}"))?;
     let walk = fs.walk()?;
     let files: Vec<_> = walk.iter().filter(|e| !e.entry.is_dir).collect();
-    let sel = k8r_core::bootmodel::resolve_with(&Single(&fs), Firmware::new(Board::Pi4, false));
+    let sel = match whole {
+        Some(s) => Ok(s),
+        None => k8r_core::bootmodel::resolve_with(&Single(&fs), Firmware::new(Board::Pi4, false)),
+    };
     let (kernel, initramfs, cmdline, problem) = match sel {
         Ok(s) => (Some(s.kernel.clone()), s.initramfs.clone(), Some(s.cmdline.render().trim_end().to_string()), None),
         Err(e) => (None, None, None, Some(e.to_string())),

@@ -3,3 +3,4 @@
 
 pub mod faultserver;
 pub mod fixtures;
+pub mod workspace;

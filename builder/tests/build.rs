@@ -1,0 +1,172 @@
+//! `k8r build` end to end, rootless, from every vendor fixture; every output
+//! checked by tools k8r did not write: sfdisk, e2fsck, fsck.fat, debugfs,
+//! mtools, bmaptool, xz, sha256sum — and by the firmware model.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use k8r_builder::build::{build, BuildOptions, BuildReport};
+use k8r_config::{Arch, Role};
+use k8r_tests::fixtures::{vendor_image, Fixture};
+use k8r_tests::workspace::node_binary;
+
+/// A config for `fixture` in `dir`; `extra` is appended verbatim.
+fn config(dir: &Path, fixture: Fixture, extra: &str) -> PathBuf {
+    let vendor = vendor_image(fixture).expect("fixture");
+    let comps = dir.join("components");
+    std::fs::create_dir_all(&comps).expect("components dir");
+    let text = format!(
+        r#"
+[vendor]
+image = "{}"
+[kubernetes]
+version = "1.33.6"
+cluster-name = "test"
+[kubernetes.cni]
+type = "none"
+[login]
+password-hash = "$6$k8rtestsalt$hBNPwCVFag9B8bqRcHjGX/iP4fPNb96/R86PybgFidbziIoM5Zjlv94T0DJjRJarKjj651pdrmTmQ3WgXF7In0"
+ssh-authorized-keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAT2Asg9/s33hR+cdD6zfs03ryjCqfpWlTxXhSIVyxLi ops@laptop"]
+[layout]
+data = "64MiB"
+[components]
+dir = "{}"
+[components.crictl]
+version = "1.33.0"
+[components.containerd]
+version = "2.1.5"
+[components.runc]
+version = "1.3.3"
+[components.cni-plugins]
+version = "1.7.1"
+[output]
+level = 1
+block-size = "4MiB"
+{extra}
+"#,
+        vendor.display(),
+        comps.display()
+    );
+    let path = dir.join("cluster.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+fn run_build(dir: &Path, fixture: Fixture, arch: Arch, extra: &str) -> anyhow::Result<BuildReport> {
+    let cfg = config(dir, fixture, extra);
+    std::env::set_var("SOURCE_DATE_EPOCH", "1763700000");
+    build(&BuildOptions {
+        config: cfg,
+        node_binary: Some(node_binary(arch).expect("node binary")),
+        output: Some(dir.join("images")),
+        ..BuildOptions::default()
+    })
+}
+
+fn tool(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e} (is the tool installed?)"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Copy one partition out of the image for tools without an offset option.
+fn extract(img: &Path, offset: u64, len: u64, out: &Path) {
+    tool(
+        Command::new("dd")
+            .arg(format!("if={}", img.display()))
+            .arg(format!("of={}", out.display()))
+            .args(["bs=1M", "iflag=skip_bytes,count_bytes", "conv=sparse", "status=none"])
+            .arg(format!("skip={offset}"))
+            .arg(format!("count={len}")),
+    );
+}
+
+fn check_outputs(report: &BuildReport, dir: &Path, arch: Arch) {
+    let img = report.dir.join("bootable_image.img");
+    let plan = &report.plan;
+    // sfdisk: layout, types, label id.
+    let json: serde_json::Value =
+        serde_json::from_str(&tool(Command::new("sfdisk").arg("-J").arg(&img))).expect("sfdisk json");
+    let parts = json["partitiontable"]["partitions"].as_array().expect("partitions");
+    for p in &plan.partitions {
+        let node = format!("{}{}", img.display(), p.number);
+        let got = parts.iter().find(|x| x["node"] == node).unwrap_or_else(|| panic!("sfdisk lacks {node}: {json}"));
+        assert_eq!(got["start"], p.start.0, "{}", p.role);
+        assert_eq!(got["size"], p.size.0, "{}", p.role);
+    }
+    assert_eq!(json["partitiontable"]["id"], format!("0x{:08x}", plan.identity.mbr_signature));
+    // e2fsck on every ext4 partition, fsck.fat on every FAT one.
+    for role in [Role::Working, Role::Image, Role::Data] {
+        let p = plan.get(role);
+        tool(Command::new("e2fsck").arg("-fn").arg(format!("{}?offset={}", img.display(), p.offset().get())));
+    }
+    for role in [Role::Config, Role::BootA, Role::BootB] {
+        let p = plan.get(role);
+        let part = dir.join(format!("{role}.fat"));
+        extract(&img, p.offset().get(), p.len().get(), &part);
+        tool(Command::new("fsck.fat").arg("-n").arg(&part));
+    }
+    // mtools: the boot switch and the two command lines.
+    let mtype = |role: Role, file: &str| {
+        tool(
+            Command::new("mtype")
+                .arg("-i")
+                .arg(format!("{}@@{}", img.display(), plan.get(role).offset().get()))
+                .arg(format!("::{file}")),
+        )
+    };
+    assert!(mtype(Role::Config, "autoboot.txt").contains("boot_partition=2"));
+    let a = mtype(Role::BootA, "cmdline.txt");
+    let b = mtype(Role::BootB, "cmdline.txt");
+    assert!(a.contains(&format!("root=PARTUUID={} ", plan.get(Role::Working).partuuid)) && a.contains(" rw"), "{a}");
+    assert!(a.contains("cgroup_enable=memory"), "{a}");
+    assert!(b.contains(&format!("root=PARTUUID={} ", plan.get(Role::Image).partuuid)) && b.contains(" ro"), "{b}");
+    assert!(b.contains("init=/usr/bin/k8r-node") && b.contains("k8r.mode=reinstall"), "{b}");
+    // debugfs: injected files, owners, modes, symlinks.
+    let image_part = format!("{}?offset={}", img.display(), plan.get(Role::Image).offset().get());
+    let stat = tool(Command::new("debugfs").args(["-R", "stat /usr/bin/k8r-node"]).arg(&image_part));
+    assert!(stat.contains("Mode:  0755") && stat.contains("User:     0   Group:     0"), "{stat}");
+    let fstab = tool(Command::new("debugfs").args(["-R", "cat /etc/fstab"]).arg(&image_part));
+    assert!(fstab.contains(&format!("PARTUUID={} / ext4", plan.get(Role::Working).partuuid)), "{fstab}");
+    assert!(fstab.contains("/var/lib/k8r ext4"), "{fstab}");
+    // bmaptool copies the image with our bmap; the copy is identical.
+    let copy = dir.join("copy.img");
+    tool(
+        Command::new("bmaptool")
+            .arg("copy")
+            .arg("--bmap")
+            .arg(report.dir.join("bootable_image.img.bmap"))
+            .arg(&img)
+            .arg(&copy),
+    );
+    assert_eq!(
+        k8r_builder::artifacts::sha256_file(&copy).expect("hash"),
+        k8r_builder::artifacts::sha256_file(&img).expect("hash")
+    );
+    // xz -t, sha256sum -c.
+    tool(Command::new("xz").arg("-t").arg(report.dir.join("image.img.xz")).arg(report.dir.join("boot.tar.xz")));
+    tool(Command::new("sha256sum").arg("-c").arg("SHA256SUMS").current_dir(&report.dir));
+    // The manifest matches what was built.
+    let m = &report.manifest;
+    assert_eq!(m.arch, arch);
+    let raw = dir.join("raw.img");
+    tool(Command::new("sh").arg("-c").arg(format!(
+        "xz -dc {} > {}",
+        report.dir.join("image.img.xz").display(),
+        raw.display()
+    )));
+    assert_eq!(std::fs::metadata(&raw).expect("raw").len(), m.artifacts.image.raw_size);
+    assert_eq!(k8r_builder::artifacts::sha256_file(&raw).expect("hash"), m.artifacts.image.raw_sha256);
+}
+
+#[test]
+fn builds_from_the_ubuntu_like_image() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = run_build(dir.path(), Fixture::UbuntuLike, Arch::Aarch64, "").expect("build");
+    check_outputs(&report, dir.path(), Arch::Aarch64);
+}

@@ -1,0 +1,31 @@
+//! Where the workspace's build outputs are, for tests that need binaries
+//! built outside `cargo test` (the static k8r-node for each architecture,
+//! built by `make node`).
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+use k8r_config::Arch;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default()
+}
+
+/// The cargo target directory (`$CARGO_TARGET_DIR` or `<root>/target`).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
+}
+
+/// The static k8r-node binary for `arch`, built by `make node`.
+pub fn node_binary(arch: Arch) -> anyhow::Result<PathBuf> {
+    let p = target_dir().join(arch.node_target()).join("release").join("k8r-node");
+    if !p.is_file() {
+        bail!(
+            "{} is missing; build it first with `make node` (cargo build --release -p k8r-node --target {})",
+            p.display(),
+            arch.node_target()
+        );
+    }
+    Ok(p)
+}
