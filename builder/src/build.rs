@@ -122,7 +122,7 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
     k8r_core::io::progress::Progress::finish(&progress);
     steps.done("read vendor image");
     // 3. The root: replay its journal, learn what it is.
-    let (root_file, platform) = pick_root(&roots, &img)?;
+    let (root_file, platform) = pick_root(&roots, &img, epoch)?;
     let arch = platform.arch;
     tracing::info!("vendor root: {} {} ({}, {})", platform.pretty_name, platform.arch, platform.distro, platform.init);
     let node_binary = crate::node_binary::locate(opts.node_binary.as_deref(), arch)?;
@@ -325,14 +325,14 @@ fn vendor_file(cfg: &ClusterConfig) -> anyhow::Result<PathBuf> {
 }
 
 /// The first root candidate with an ext4 filesystem and an os-release.
-fn pick_root(roots: &[SpooledPartition], img: &VendorImage) -> anyhow::Result<(PathBuf, Platform)> {
+fn pick_root(roots: &[SpooledPartition], img: &VendorImage, epoch: u64) -> anyhow::Result<(PathBuf, Platform)> {
     let mut why = Vec::new();
     for r in roots {
         if let Err(e) = Superblock::read(&FileDisk::open(&r.path)?) {
             why.push(format!("p{}: {e}", r.partition.number));
             continue;
         }
-        e2fs::fsck(&Target::File(r.path.clone()), Mode::Fix, Clock::Real)
+        e2fs::fsck(&Target::File(r.path.clone()), Mode::Fix, Clock::Fixed(epoch))
             .with_context(|| format!("checking the vendor root (p{}) with e2fsck", r.partition.number))?;
         let fs = Ext4Fs::open(FileDisk::open(&r.path)?)?;
         match k8r_core::platform::detect(&fs) {

@@ -111,8 +111,10 @@ pub enum Clock {
 impl Clock {
     fn apply(self, cmd: &mut Command) -> &mut Command {
         match self {
-            Clock::Real => cmd.env_remove("E2FSPROGS_FAKE_TIME"),
-            Clock::Fixed(t) => cmd.env("E2FSPROGS_FAKE_TIME", t.to_string()),
+            Clock::Real => cmd.env_remove("E2FSPROGS_FAKE_TIME").env_remove("E2FSCK_TIME"),
+            // e2fsck reads its own variable for "now" (last-check time);
+            // the library's covers mke2fs, debugfs, resize2fs and tune2fs.
+            Clock::Fixed(t) => cmd.env("E2FSPROGS_FAKE_TIME", t.to_string()).env("E2FSCK_TIME", t.to_string()),
         }
     }
 }
