@@ -470,3 +470,30 @@ fn preload_images_must_be_archives_and_staging_must_be_empty() {
     let err = format!("{:#}", stage_into(&cfg, work.path()).expect_err("dirty staging"));
     assert!(err.contains("is not empty"), "{err}");
 }
+
+#[test]
+fn archives_without_what_the_layout_needs_are_refused() {
+    let (fx, sums) = fixture();
+    let files = tempfile::tempdir().expect("tempdir");
+    let no_ctr = write(
+        files.path(),
+        "containerd-no-ctr.tar.gz",
+        &gzip(&tar(&[
+            E::File("bin/containerd", b"#!/bin/sh\n", 0o755),
+            E::File("bin/containerd-shim-runc-v2", b"#!/bin/sh\n", 0o755),
+        ])),
+    );
+    let plain_crictl = write(files.path(), "crictl.tgz", &gzip(&tar(&[E::File("crictl", b"#!/bin/sh\n", 0o644)])));
+    let cases = [
+        ("containerd", &no_ctr, "containerd-no-ctr.tar.gz: has no bin/ctr"),
+        ("crictl", &plain_crictl, "crictl.tgz: crictl is not executable"),
+    ];
+    for (component, path, want) in cases {
+        let work = tempfile::tempdir().expect("tempdir");
+        let err = format!(
+            "{:#}",
+            stage_into(&with_path(work.path(), &fx, &sums, component, path), work.path()).expect_err(want)
+        );
+        assert!(err.contains(want), "{component}: {err}");
+    }
+}

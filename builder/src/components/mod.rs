@@ -261,28 +261,7 @@ impl Stager<'_> {
         fs::create_dir_all(self.staging.join("components")).context("creating the components staging directory")?;
         let unpacked = archive::unpack_file(&acq.path, &acq.file_name, Some(acq.sha256), &into, &Policy::component())?;
         let rule = ArchiveRule::of(c);
-        let mut picked = BTreeMap::new();
-        let mut ignored = Vec::new();
-        for item in &unpacked.items {
-            if let Node::File { host, mode, .. } = &item.node {
-                match (rule.pick)(&item.path) {
-                    Some(name) => {
-                        picked.insert(name.to_string(), (host.clone(), *mode));
-                    }
-                    None => ignored.push(item.path.as_str()),
-                }
-            }
-        }
-        if !ignored.is_empty() {
-            tracing::warn!("{}: ignoring {} (not part of k8r's layout)", acq.file_name, ignored.join(", "));
-        }
-        for required in rule.required {
-            match picked.get(*required) {
-                Some((_, mode)) if mode & 0o111 != 0 => {}
-                Some(_) => bail!("{}: {} is not executable", acq.file_name, rule.describe(required)),
-                None => bail!("{}: has no {}; is it the right archive?", acq.file_name, rule.describe(required)),
-            }
-        }
+        let picked = rule.pick_from(&unpacked, &acq.file_name)?;
         self.dir(rule.dest_dir, c.name());
         for (name, (host, mode)) in picked {
             let executable = mode & 0o111 != 0;
@@ -413,6 +392,34 @@ impl ArchiveRule {
 
     fn describe(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)
+    }
+
+    /// The files of `unpacked` the layout takes (name in `dest_dir` → host
+    /// path and archive mode), after checking the required ones are there
+    /// and executable. Files the layout does not take are logged.
+    fn pick_from(&self, unpacked: &Unpacked, archive: &str) -> anyhow::Result<BTreeMap<String, (PathBuf, u32)>> {
+        let mut picked = BTreeMap::new();
+        let mut ignored = Vec::new();
+        for item in &unpacked.items {
+            let Node::File { host, mode, .. } = &item.node else { continue };
+            match (self.pick)(&item.path) {
+                Some(name) => {
+                    picked.insert(name.to_string(), (host.clone(), *mode));
+                }
+                None => ignored.push(item.path.as_str()),
+            }
+        }
+        if !ignored.is_empty() {
+            tracing::warn!("{archive}: ignoring {} (not part of k8r's layout)", ignored.join(", "));
+        }
+        for required in self.required {
+            match picked.get(*required) {
+                Some((_, mode)) if mode & 0o111 != 0 => {}
+                Some(_) => bail!("{archive}: {} is not executable", self.describe(required)),
+                None => bail!("{archive}: has no {}; is it the right archive?", self.describe(required)),
+            }
+        }
+        Ok(picked)
     }
 }
 
