@@ -9,6 +9,8 @@
 //! the fixtures it feeds. [`Fixture::spec`] states what each image claims to
 //! be (partition table, filesystems, labels, ids, the root's platform);
 //! `tests/tests/fixtures.rs` proves every claim with tools k8r did not write.
+//! [`component_set`] does the same for stub Kubernetes components
+//! (`components.sh`: upstream file names and formats, `#!/bin/sh` stubs).
 //!
 //! This module must not: download anything, write outside its cache
 //! directory, build one fixture twice at once (a `flock` per fixture
@@ -826,6 +828,107 @@ fn sync_path(path: &Path) -> anyhow::Result<()> {
 
 fn file_name_of(dir: &Path) -> String {
     dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------
+// Stub Kubernetes components (tests/fixtures/components.sh).
+
+/// The script that makes the stub component set.
+const COMPONENTS_SCRIPT: &str = "components.sh";
+/// The file listing every component file's sha256 (`sha256sum` format);
+/// its presence marks a complete set.
+pub const COMPONENT_SUMS: &str = "SHA256SUMS";
+
+/// The directory of stub Kubernetes components for `arch`, in the upstream
+/// file names of `examples/vm-test.toml`'s versions, made once per machine
+/// by `tests/fixtures/components.sh` (see `tests/fixtures/INDEX.md`).
+pub fn component_set(arch: Arch) -> anyhow::Result<PathBuf> {
+    FixtureCache::from_env()?.component_set(arch)
+}
+
+/// The `(sha256, file name)` lines of a component set's [`COMPONENT_SUMS`].
+pub fn component_sums(dir: &Path) -> anyhow::Result<Vec<(Sha256, String)>> {
+    let path = dir.join(COMPONENT_SUMS);
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .map(|line| {
+            let (sum, name) =
+                line.split_once("  ").with_context(|| format!("{}: bad line {line:?}", path.display()))?;
+            let sum: Sha256 = sum.parse().with_context(|| format!("{}: bad line {line:?}", path.display()))?;
+            Ok((sum, name.to_string()))
+        })
+        .collect()
+}
+
+impl FixtureCache {
+    /// The cache key of the component set for `arch`: the script's bytes
+    /// and the architecture.
+    pub fn component_key(&self, arch: Arch) -> anyhow::Result<Sha256> {
+        let path = self.scripts.join(COMPONENTS_SCRIPT);
+        let bytes = fs::read(&path).with_context(|| format!("reading fixture script {}", path.display()))?;
+        let mut h = sha2::Sha256::new();
+        h.update(KEY_VERSION);
+        h.update(COMPONENTS_SCRIPT.as_bytes());
+        h.update([0]);
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(&bytes);
+        h.update(arch.go_arch().as_bytes());
+        Ok(Sha256(h.finalize().into()))
+    }
+
+    /// The component set for `arch`, generating it if needed (once at a time
+    /// across threads and processes, published by a rename when complete).
+    pub fn component_set(&self, arch: Arch) -> anyhow::Result<PathBuf> {
+        let dir = self.root.join(format!("components-{}-{}", arch.go_arch(), self.component_key(arch)?));
+        if dir.join(COMPONENT_SUMS).is_file() {
+            return Ok(dir);
+        }
+        fs::create_dir_all(&self.root)
+            .with_context(|| format!("creating the fixture cache {}", self.root.display()))?;
+        let _lock = lock(&self.root.join(format!(".{}.lock", file_name_of(&dir))))?;
+        if dir.join(COMPONENT_SUMS).is_file() {
+            return Ok(dir);
+        }
+        let tmp = self.root.join(format!(".tmp-{}", file_name_of(&dir)));
+        remove_dir_if_present(&tmp)?;
+        fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let result = self.run_components(arch, &tmp, &dir);
+        if result.is_err() {
+            let _ = fs::remove_dir_all(&tmp);
+        }
+        result
+            .with_context(|| format!("generating the {} component set with {}", arch.go_arch(), COMPONENTS_SCRIPT))?;
+        Ok(dir)
+    }
+
+    fn run_components(&self, arch: Arch, tmp: &Path, dir: &Path) -> anyhow::Result<()> {
+        let mut cmd = Command::new("bash");
+        cmd.arg(self.scripts.join(COMPONENTS_SCRIPT)).arg(tmp).arg(arch.go_arch());
+        let start = Instant::now();
+        let output = k8r_core::cmd::run(&mut cmd)?;
+        let took = start.elapsed();
+        let mut log = output.stdout;
+        log.extend_from_slice(&output.stderr);
+        write_file(&tmp.join(LOG_FILE), &log)?;
+        write_file(&tmp.join(TOOK_FILE), format!("{}\n", took.as_millis()).as_bytes())?;
+        let sums = component_sums(tmp)?;
+        for (_, name) in &sums {
+            sync_path(&tmp.join(name))?;
+        }
+        sync_path(&tmp.join(COMPONENT_SUMS))?;
+        sync_path(tmp)?;
+        fs::rename(tmp, dir).with_context(|| format!("renaming {} to {}", tmp.display(), dir.display()))?;
+        if let Some(parent) = dir.parent() {
+            sync_path(parent)?;
+        }
+        eprintln!(
+            "k8r fixture components-{}: generated in {:.1} s into {}",
+            arch.go_arch(),
+            took.as_secs_f64(),
+            dir.display()
+        );
+        Ok(())
+    }
 }
 
 #[cfg(test)]
