@@ -24,11 +24,12 @@ use k8r_core::slots::{BootTarget, CmdlineOptions};
 
 use crate::assemble::{self, ConfigFiles, DiskInputs};
 use crate::boottree::BootTree;
-use crate::golden::edits::RootEdits;
+use crate::golden::edits::{Content as FileContent, RootEdits};
 use crate::golden::fstab::FstabTargets;
 use crate::golden::root::{self as golden_root, GoldenInputs, Release};
 use crate::layout::{self, Content, DiskIdentity, LayoutRequest, Plan};
 use crate::vendor::{self, SpooledPartition, VendorImage};
+use k8r_core::ext4::e2fs::Attrs;
 
 /// Name of the flashable image.
 pub const DISK_FILE: &str = "bootable_image.img";
@@ -142,7 +143,10 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
         distro: format!("{} {}", platform.distro, platform.version_id),
         created: rfc3339(epoch),
     };
-    let extra = RootEdits::default();
+    let cache = crate::fetch::Cache::from_env()?;
+    let staged =
+        crate::components::stage(&cfg, arch, &cache, &work.join("staged"), &Reporter::new("fetching components", 0))?;
+    let extra = staged_edits(&staged);
     let (edits, golden_notes) = {
         let vendor_fs = Ext4Fs::open(FileDisk::open(&root_file)?)?;
         let inputs = GoldenInputs {
@@ -249,6 +253,22 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
     Ok(BuildReport { dir: out_dir, manifest, plan, files, steps: steps.0, notes })
 }
 
+/// The staged components as root edits (owner root; directories that
+/// already exist in the vendor root keep their mode).
+fn staged_edits(staged: &crate::components::Staged) -> RootEdits {
+    let mut e = RootEdits::default();
+    for d in &staged.dirs {
+        e.dir(&d.dest, Attrs::root(d.mode as u16));
+    }
+    for f in &staged.files {
+        e.file(&f.dest, FileContent::Host(f.host.clone()), Attrs::root(f.mode as u16));
+    }
+    for l in &staged.symlinks {
+        e.symlink(&l.dest, &l.target);
+    }
+    e
+}
+
 fn refuse_secrets(cfg: &ClusterConfig, allowed: bool) -> anyhow::Result<()> {
     let secrets = cfg.secrets_present();
     if !secrets.is_empty() && !allowed {
@@ -313,14 +333,19 @@ fn vendor_file(cfg: &ClusterConfig) -> anyhow::Result<PathBuf> {
     match &cfg.vendor.image {
         Source::Path { path, sha256 } => {
             if let Some(want) = sha256 {
-                let got = crate::artifacts::sha256_file(path).with_context(|| format!("vendor.image: checking {}", path.display()))?;
+                let got = crate::artifacts::sha256_file(path)
+                    .with_context(|| format!("vendor.image: checking {}", path.display()))?;
                 if got != *want {
                     bail!("vendor.image: {} has sha256 {got}, but the config pins {want}", path.display());
                 }
             }
             Ok(path.clone())
         }
-        Source::Url { url, .. } => bail!("vendor.image: downloading {url} needs the download cache, which this build of k8r lacks; download it and give a path"),
+        Source::Url { url, sha256 } => {
+            let cache = crate::fetch::Cache::from_env()?;
+            let progress = Reporter::new("downloading vendor image", 0);
+            Ok(cache.fetch(url.as_str(), Some(*sha256), "vendor image", &progress).context("vendor.image")?)
+        }
     }
 }
 

@@ -11,10 +11,9 @@ use k8r_tests::fixtures::{vendor_image, Fixture};
 use k8r_tests::workspace::node_binary;
 
 /// A config for `fixture` in `dir`; `extra` is appended verbatim.
-fn config(dir: &Path, fixture: Fixture, extra: &str) -> PathBuf {
+fn config(dir: &Path, fixture: Fixture, arch: Arch, extra: &str) -> PathBuf {
     let vendor = vendor_image(fixture).expect("fixture");
-    let comps = dir.join("components");
-    std::fs::create_dir_all(&comps).expect("components dir");
+    let comps = k8r_tests::fixtures::component_set(arch).expect("component stubs");
     let text = format!(
         r#"
 [vendor]
@@ -53,7 +52,7 @@ block-size = "4MiB"
 }
 
 fn run_build(dir: &Path, fixture: Fixture, arch: Arch, extra: &str) -> anyhow::Result<BuildReport> {
-    let cfg = config(dir, fixture, extra);
+    let cfg = config(dir, fixture, arch, extra);
     std::env::set_var("SOURCE_DATE_EPOCH", "1763700000");
     build(&BuildOptions {
         config: cfg,
@@ -134,6 +133,16 @@ fn check_outputs(report: &BuildReport, dir: &Path, arch: Arch) {
     let fstab = tool(Command::new("debugfs").args(["-R", "cat /etc/fstab"]).arg(&image_part));
     assert!(fstab.contains(&format!("PARTUUID={} / ext4", plan.get(Role::Working).partuuid)), "{fstab}");
     assert!(fstab.contains("/var/lib/k8r ext4"), "{fstab}");
+    for bin in [
+        "/usr/local/bin/kubeadm",
+        "/usr/local/bin/kubelet",
+        "/usr/local/bin/containerd",
+        "/usr/local/sbin/runc",
+        "/opt/cni/bin/bridge",
+    ] {
+        let stat = tool(Command::new("debugfs").args(["-R", &format!("stat {bin}")]).arg(&image_part));
+        assert!(stat.contains("Mode:  0755") && stat.contains("User:     0   Group:     0"), "{bin}: {stat}");
+    }
     // bmaptool copies the image with our bmap; the copy is identical.
     let copy = dir.join("copy.img");
     tool(

@@ -30,10 +30,10 @@
 //! Component binaries must be ELF files for the image's architecture; a
 //! `#!` script is accepted (and logged) so tests can use stubs.
 //!
-//! Paths in [`Staged`] are literal. Before writing them into a vendor root,
-//! pass the root's symlinks to [`Staged::follow_root_links`], so a package
-//! file at `/bin/x` lands in `/usr/bin/x` on a merged-`/usr` root instead
-//! of replacing the `/bin` link (what dpkg does too).
+//! Paths in [`Staged`] are literal. The root writer (`golden::edits`)
+//! resolves them through the vendor root's symlinks, so a package file at
+//! `/bin/x` lands in `/usr/bin/x` on a merged-`/usr` root instead of
+//! replacing the `/bin` link (what dpkg does too).
 //!
 //! This module must not: use bytes that were not hashed on their way into
 //! the staging directory (files are copied or unpacked while hashing and

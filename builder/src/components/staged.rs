@@ -2,13 +2,12 @@
 //! files, directories and symlinks with absolute paths in the root, and the
 //! provenance of every input. [`Staged::finish`] makes the set consistent
 //! (valid paths, one owner per path, nothing under a staged file or
-//! symlink); [`Staged::follow_root_links`] moves paths that go through a
-//! directory symlink of the vendor root (merged `/usr`: `/bin -> usr/bin`)
-//! to where the link leads, as dpkg does.
+//! symlink). Paths are literal: the root writer
+//! (`golden::edits`) resolves them through the vendor root's symlinks.
 //!
 //! Pure data and logic; this module must not touch the filesystem.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
@@ -18,7 +17,6 @@ use serde::Serialize;
 use super::archive;
 
 /// Most symlinks followed while resolving one path (Linux's `MAXSYMLINKS`).
-const MAX_LINK_HOPS: usize = 40;
 
 /// A regular file for the root.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -99,50 +97,6 @@ fn check_dest(p: &str) -> anyhow::Result<()> {
     }
 }
 
-/// Resolve the symlinks of the root along `path` (the last component too
-/// when `whole`), the way the kernel would inside the node's root.
-fn resolve_in_root(
-    path: &str,
-    whole: bool,
-    read_link: &mut dyn FnMut(&str) -> anyhow::Result<Option<String>>,
-) -> anyhow::Result<String> {
-    let mut queue: VecDeque<String> = path.split('/').filter(|c| !c.is_empty()).map(str::to_string).collect();
-    let mut done: Vec<String> = Vec::new();
-    let mut hops = 0;
-    while let Some(part) = queue.pop_front() {
-        let last = queue.is_empty();
-        done.push(part);
-        if last && !whole {
-            break;
-        }
-        let here = format!("/{}", done.join("/"));
-        let Some(target) = read_link(&here).with_context(|| format!("reading the vendor root's {here}"))? else {
-            continue;
-        };
-        hops += 1;
-        if hops > MAX_LINK_HOPS {
-            bail!("{path}: too many levels of symbolic links in the vendor root (at {here})");
-        }
-        // Start again from the link's directory (or the root), then the
-        // target's components, then what was left of the path.
-        done.pop();
-        let mut next: Vec<String> = if target.starts_with('/') { Vec::new() } else { done };
-        for c in target.split('/') {
-            match c {
-                "" | "." => {}
-                ".." => {
-                    next.pop();
-                }
-                c => next.push(c.to_string()),
-            }
-        }
-        next.extend(queue.drain(..));
-        queue = next.into();
-        done = Vec::new();
-    }
-    Ok(format!("/{}", done.join("/")))
-}
-
 /// What occupies a path in [`Staged::finish`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Occupant {
@@ -212,31 +166,6 @@ impl Staged {
         }
         self.dirs = dirs.into_values().collect();
         Ok(self)
-    }
-
-    /// Move every path that goes through a directory symlink of the vendor
-    /// root to where the link leads, as dpkg does when it unpacks over a
-    /// merged `/usr` (`/bin -> usr/bin`, `/lib -> usr/lib`): a file staged at
-    /// `/bin/x` is written to `/usr/bin/x`, and a staged directory that the
-    /// root has as a symlink keeps the symlink. A staged file or symlink
-    /// whose own name is a symlink in the root replaces it. `read_link`
-    /// answers for an absolute path of the root: its target if it is a
-    /// symlink, `None` otherwise. Relative targets resolve from the link's
-    /// directory, `..` stops at the root, and the set is checked again.
-    pub fn follow_root_links(
-        mut self,
-        mut read_link: impl FnMut(&str) -> anyhow::Result<Option<String>>,
-    ) -> anyhow::Result<Staged> {
-        for d in &mut self.dirs {
-            d.dest = resolve_in_root(&d.dest, true, &mut read_link).with_context(|| d.from.clone())?;
-        }
-        for f in &mut self.files {
-            f.dest = resolve_in_root(&f.dest, false, &mut read_link).with_context(|| f.from.clone())?;
-        }
-        for s in &mut self.symlinks {
-            s.dest = resolve_in_root(&s.dest, false, &mut read_link).with_context(|| s.from.clone())?;
-        }
-        self.finish()
     }
 }
 
@@ -310,37 +239,5 @@ mod tests {
         let done = staged.finish().expect("consistent");
         let dirs: Vec<_> = done.dirs.iter().map(|d| (d.dest.as_str(), d.mode)).collect();
         assert_eq!(dirs, [("/opt/cni/bin", 0o755), ("/usr/local/bin", 0o755)]);
-    }
-
-    #[test]
-    fn root_links_are_followed_like_dpkg() {
-        let links: BTreeMap<&str, &str> = BTreeMap::from([
-            ("/bin", "usr/bin"),
-            ("/sbin", "usr/sbin"),
-            ("/usr/lib64", "/usr/lib"),
-            ("/opt/up", "../../../srv"),
-            ("/loop", "loop2"),
-            ("/loop2", "/loop"),
-        ]);
-        let read = |p: &str| Ok(links.get(p).map(|t| t.to_string()));
-        let staged = Staged {
-            dirs: vec![dir("/bin", 0o755, "deb"), dir("/usr/lib64/x", 0o755, "deb")],
-            files: vec![file("/bin/mount.nfs", "deb"), file("/opt/up/f", "deb"), file("/sbin", "deb")],
-            symlinks: vec![link("/sbin/mount.nfs4", "deb")],
-            ..Staged::default()
-        };
-        let done = staged.follow_root_links(read).expect("resolves");
-        let dirs: Vec<_> = done.dirs.iter().map(|d| d.dest.as_str()).collect();
-        assert_eq!(dirs, ["/usr/bin", "/usr/lib/x"], "a directory the root has as a symlink stays one");
-        let files: Vec<_> = done.files.iter().map(|f| f.dest.as_str()).collect();
-        assert_eq!(files, ["/usr/bin/mount.nfs", "/srv/f", "/sbin"], "`..` stops at /; a file replaces a link");
-        assert_eq!(done.symlinks[0].dest, "/usr/sbin/mount.nfs4");
-
-        let looping = Staged { files: vec![file("/loop/x", "deb")], ..Staged::default() };
-        let err = format!("{:#}", looping.follow_root_links(read).expect_err("loop"));
-        assert!(err.contains("too many levels of symbolic links"), "{err}");
-        let clash = Staged { files: vec![file("/bin/x", "a"), file("/usr/bin/x", "b")], ..Staged::default() };
-        let err = format!("{:#}", clash.follow_root_links(read).expect_err("clash"));
-        assert!(err.contains("both stage /usr/bin/x"), "{err}");
     }
 }

@@ -3,10 +3,10 @@
 //! Paths are resolved through the root's own symlinks first (merged-/usr
 //! roots have `/lib -> usr/lib`, which debugfs does not follow).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use k8r_core::ext4::e2fs::{Attrs, Clock, DebugfsScript, Target};
 use k8r_core::ext4::Ext4Fs;
 
@@ -120,6 +120,12 @@ impl RootEdits {
                 script.mkdir_p(&real, *attrs)?;
             }
         }
+        let mut owners: BTreeMap<String, &str> = BTreeMap::new();
+        for path in self.files.keys().chain(self.symlinks.keys()) {
+            if let Some(other) = owners.insert(resolve(path)?, path) {
+                bail!("{other} and {path} are the same file in the root ({})", resolve(path)?);
+            }
+        }
         std::fs::create_dir_all(staging).with_context(|| format!("creating {}", staging.display()))?;
         for (i, f) in self.files.values().enumerate() {
             let host = match &f.content {
@@ -158,27 +164,67 @@ fn parent_of(path: &str) -> &str {
     }
 }
 
-/// `path` with every existing directory component resolved through the
-/// root's symlinks (the last component is kept as is), so debugfs, which
-/// does not follow symlinks in directories, writes where the OS will look.
-fn real_path(fs: &Ext4Fs, path: &str) -> anyhow::Result<String> {
-    let parent = parent_of(path);
-    let name = path[parent.len()..].trim_start_matches('/');
-    let mut resolved = String::from("/");
-    let mut exists = true;
-    for comp in parent.split('/').filter(|c| !c.is_empty()) {
-        let candidate = format!("{}/{comp}", resolved.trim_end_matches('/'));
-        exists = exists && fs.symlink_metadata(&candidate)?.is_some();
-        resolved = if exists {
-            fs.canonicalize(&candidate).with_context(|| format!("resolving {candidate} in the root"))?
-        } else {
-            candidate
+/// Symlinks followed while resolving one path before giving up.
+const MAX_LINK_HOPS: usize = 40;
+
+/// Resolve the symlinks of the root along `path` (the last component too
+/// when `whole`), the way the kernel would inside the node's root.
+fn resolve_in_root(
+    path: &str,
+    whole: bool,
+    read_link: &mut dyn FnMut(&str) -> anyhow::Result<Option<String>>,
+) -> anyhow::Result<String> {
+    let mut queue: VecDeque<String> = path.split('/').filter(|c| !c.is_empty()).map(str::to_string).collect();
+    let mut done: Vec<String> = Vec::new();
+    let mut hops = 0;
+    while let Some(part) = queue.pop_front() {
+        let last = queue.is_empty();
+        done.push(part);
+        if last && !whole {
+            break;
+        }
+        let here = format!("/{}", done.join("/"));
+        let Some(target) = read_link(&here).with_context(|| format!("reading the vendor root's {here}"))? else {
+            continue;
         };
+        hops += 1;
+        if hops > MAX_LINK_HOPS {
+            bail!("{path}: too many levels of symbolic links in the vendor root (at {here})");
+        }
+        // Start again from the link's directory (or the root), then the
+        // target's components, then what was left of the path.
+        done.pop();
+        let mut next: Vec<String> = if target.starts_with('/') { Vec::new() } else { done };
+        for c in target.split('/') {
+            match c {
+                "" | "." => {}
+                ".." => {
+                    next.pop();
+                }
+                c => next.push(c.to_string()),
+            }
+        }
+        next.extend(queue.drain(..));
+        queue = next.into();
+        done = Vec::new();
     }
-    if name.is_empty() {
-        return Ok(resolved);
+    Ok(format!("/{}", done.join("/")))
+}
+
+/// `path` with the root's directory symlinks resolved (its last component
+/// kept as is, so a file replaces a symlink of the same name), so debugfs —
+/// which does not follow symlinks in directories — writes where the OS will
+/// look: `/bin/x` lands in `/usr/bin/x` on a merged-`/usr` root, as dpkg does.
+fn real_path(fs: &Ext4Fs, path: &str) -> anyhow::Result<String> {
+    resolve_in_root(path, false, &mut |p: &str| link_of(fs, p))
+}
+
+/// The target of `p` if it is a symlink in the root.
+fn link_of(fs: &Ext4Fs, p: &str) -> anyhow::Result<Option<String>> {
+    match fs.symlink_metadata(p)? {
+        Some(m) if m.kind == k8r_core::ext4::FileKind::Symlink => Ok(Some(fs.read_link(p)?)),
+        _ => Ok(None),
     }
-    Ok(format!("{}/{name}", resolved.trim_end_matches('/')))
 }
 
 #[cfg(test)]
@@ -190,6 +236,26 @@ mod tests {
         assert_eq!(parent_of("/etc/fstab"), "/etc");
         assert_eq!(parent_of("/fstab"), "/");
         assert_eq!(parent_of("/usr/local/bin/x"), "/usr/local/bin");
+    }
+
+    #[test]
+    fn root_links_are_followed_like_dpkg() {
+        let links: BTreeMap<&str, &str> = BTreeMap::from([
+            ("/bin", "usr/bin"),
+            ("/sbin", "usr/sbin"),
+            ("/usr/lib64", "/usr/lib"),
+            ("/opt/up", "../../../srv"),
+            ("/loop", "loop2"),
+            ("/loop2", "/loop"),
+        ]);
+        let mut read = |p: &str| Ok(links.get(p).map(|t| t.to_string()));
+        let r = |p: &str, read: &mut dyn FnMut(&str) -> anyhow::Result<Option<String>>| resolve_in_root(p, false, read);
+        assert_eq!(r("/bin/mount.nfs", &mut read).expect("resolves"), "/usr/bin/mount.nfs");
+        assert_eq!(r("/usr/lib64/x/y", &mut read).expect("resolves"), "/usr/lib/x/y");
+        assert_eq!(r("/opt/up/f", &mut read).expect("resolves"), "/srv/f", "`..` stops at /");
+        assert_eq!(r("/sbin", &mut read).expect("resolves"), "/sbin", "the last component is kept");
+        let err = format!("{:#}", r("/loop/x", &mut read).expect_err("loop"));
+        assert!(err.contains("too many levels of symbolic links"), "{err}");
     }
 
     #[test]
