@@ -12,6 +12,9 @@ use k8r_tests::workspace::node_binary;
 
 /// A config for `fixture` in `dir`; `extra` is appended verbatim.
 fn config(dir: &Path, fixture: Fixture, arch: Arch, extra: &str) -> PathBuf {
+    // Lines starting with `layout.` go under [layout]; the rest is appended.
+    let layout: String = extra.lines().filter_map(|l| l.strip_prefix("layout.")).map(|l| format!("{l}\n")).collect();
+    let extra: String = extra.lines().filter(|l| !l.starts_with("layout.")).map(|l| format!("{l}\n")).collect();
     let vendor = vendor_image(fixture).expect("fixture");
     let comps = k8r_tests::fixtures::component_set(arch).expect("component stubs");
     let text = format!(
@@ -28,6 +31,7 @@ password-hash = "$6$k8rtestsalt$hBNPwCVFag9B8bqRcHjGX/iP4fPNb96/R86PybgFidbziIoM
 ssh-authorized-keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAT2Asg9/s33hR+cdD6zfs03ryjCqfpWlTxXhSIVyxLi ops@laptop"]
 [layout]
 data = "64MiB"
+{layout}
 [components]
 dir = "{}"
 [components.crictl]
@@ -98,7 +102,11 @@ fn check_outputs(report: &BuildReport, dir: &Path, arch: Arch) {
         assert_eq!(got["start"], p.start.0, "{}", p.role);
         assert_eq!(got["size"], p.size.0, "{}", p.role);
     }
-    assert_eq!(json["partitiontable"]["id"], format!("0x{:08x}", plan.identity.mbr_signature));
+    let id = match plan.table {
+        k8r_config::TableKind::Mbr => format!("0x{:08x}", plan.identity.mbr_signature),
+        k8r_config::TableKind::Gpt => plan.identity.gpt_disk_guid().to_string().to_uppercase(),
+    };
+    assert_eq!(json["partitiontable"]["id"], id);
     // e2fsck on every ext4 partition, fsck.fat on every FAT one.
     for role in [Role::Working, Role::Image, Role::Data] {
         let p = plan.get(role);
@@ -178,4 +186,38 @@ fn builds_from_the_ubuntu_like_image() {
     let dir = tempfile::tempdir().expect("tempdir");
     let report = run_build(dir.path(), Fixture::UbuntuLike, Arch::Aarch64, "").expect("build");
     check_outputs(&report, dir.path(), Arch::Aarch64);
+}
+
+#[test]
+fn builds_from_every_distribution_and_table() {
+    let cases = [
+        (Fixture::DebianRaspiLike, Arch::Aarch64, ""),
+        (Fixture::AlpineLike, Arch::Aarch64, ""),
+        (Fixture::GptLikeXz, Arch::Aarch64, "layout.table = \"gpt\""),
+        (Fixture::Amd64Like, Arch::X86_64, "[node]\nfirmware = \"file-flag\"\nconsole = [\"ttyS0,115200\"]\n"),
+    ];
+    for (fixture, arch, extra) in cases {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let report = run_build(dir.path(), fixture, arch, extra).unwrap_or_else(|e| panic!("{fixture}: {e:#}"));
+        check_outputs(&report, dir.path(), arch);
+        let img = report.dir.join("bootable_image.img");
+        let image_part = format!("{}?offset={}", img.display(), report.plan.get(Role::Image).offset().get());
+        let listing = tool(Command::new("debugfs").args(["-R", "ls -l /etc/init.d"]).arg(&image_part));
+        if fixture == Fixture::AlpineLike {
+            assert!(listing.contains("k8r-node"), "OpenRC script installed: {listing}");
+            let link =
+                tool(Command::new("debugfs").args(["-R", "stat /etc/runlevels/default/k8r-node"]).arg(&image_part));
+            assert!(link.contains("Fast link dest: \"/etc/init.d/k8r-node\""), "{link}");
+        } else {
+            let unit = tool(
+                Command::new("debugfs")
+                    .args(["-R", "stat /etc/systemd/system/multi-user.target.wants/k8r-node.service"])
+                    .arg(&image_part),
+            );
+            assert!(unit.contains("Type: symlink"), "{fixture}: unit enabled: {unit}");
+        }
+        if extra.contains("gpt") {
+            tool(Command::new("sgdisk").arg("-v").arg(&img));
+        }
+    }
 }

@@ -254,8 +254,9 @@ impl<D: Disk> FatFs<D> {
             let listing = self.listing(&raw);
             match Self::find(&listing, part) {
                 Some(e) => node = Node::Entry { entry: e.clone() },
-                None if i + 1 == parts.len() => return Ok(None),
-                None => return Err(FatError::NotFound { path: join(&parts[..=i]) }),
+                // A missing file or a missing parent directory: `None` either
+                // way (as the firmware sees it: the file is not there).
+                None => return Ok(None),
             }
         }
         Ok(Some(node))
