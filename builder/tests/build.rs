@@ -221,3 +221,116 @@ fn builds_from_every_distribution_and_table() {
         }
     }
 }
+
+/// Files left in the output directory (a failed build must leave none).
+fn leftovers(dir: &Path) -> Vec<String> {
+    match std::fs::read_dir(dir) {
+        Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[test]
+fn failures_are_clear_and_leave_nothing() {
+    struct Case {
+        name: &'static str,
+        fixture: Fixture,
+        extra: &'static str,
+        want: &'static str,
+    }
+    let cases = [
+        Case { name: "not a disk", fixture: Fixture::NotADisk, extra: "", want: "is not a disk image" },
+        Case { name: "no FAT", fixture: Fixture::NoFat, extra: "", want: "has no FAT boot partition" },
+        Case { name: "no root", fixture: Fixture::NoRoot, extra: "", want: "has no root partition" },
+        Case { name: "unknown distro", fixture: Fixture::UnknownDistro, extra: "", want: "unknown distribution \"fedora\"" },
+        Case {
+            name: "secrets in the config",
+            fixture: Fixture::UbuntuLike,
+            extra: "[join]\nendpoint = \"10.0.0.1:6443\"\ntoken = \"abcdef.0123456789abcdef\"\nca-cert-hash = \"sha256:0000000000000000000000000000000000000000000000000000000000000000\"",
+            want: "the config carries secrets",
+        },
+    ];
+    for case in cases {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = run_build(dir.path(), case.fixture, Arch::Aarch64, case.extra).expect_err(case.name);
+        let msg = format!("{err:#}");
+        assert!(msg.contains(case.want), "{}: {msg}", case.name);
+        assert!(leftovers(&dir.path().join("images")).is_empty(), "{}: output left behind", case.name);
+    }
+}
+
+#[test]
+fn a_missing_vendor_image_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path(), Fixture::UbuntuLike, Arch::Aarch64, "");
+    let text = std::fs::read_to_string(&cfg).expect("read").replace(
+        &vendor_image(Fixture::UbuntuLike).expect("fixture").display().to_string(),
+        "/nonexistent/ubuntu.img.xz",
+    );
+    std::fs::write(&cfg, text).expect("write");
+    let err = build(&BuildOptions { config: cfg, output: Some(dir.path().join("images")), ..BuildOptions::default() })
+        .expect_err("missing vendor image");
+    assert!(format!("{err:#}").contains("/nonexistent/ubuntu.img.xz"), "{err:#}");
+}
+
+#[test]
+fn a_component_with_the_wrong_digest_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let extra = "[components.kubeadm]\nsha256 = { arm64 = \"1111111111111111111111111111111111111111111111111111111111111111\" }";
+    let err = run_build(dir.path(), Fixture::UbuntuLike, Arch::Aarch64, extra).expect_err("digest mismatch");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("kubeadm") && msg.contains("1111111111111111"), "{msg}");
+    assert!(leftovers(&dir.path().join("images")).is_empty());
+}
+
+#[test]
+fn builds_are_reproducible() {
+    let (a, b) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    let ra = run_build(a.path(), Fixture::AlpineLike, Arch::Aarch64, "").expect("build a");
+    let rb = run_build(b.path(), Fixture::AlpineLike, Arch::Aarch64, "").expect("build b");
+    let sums = |r: &BuildReport| std::fs::read_to_string(r.dir.join("SHA256SUMS")).expect("sums");
+    assert_eq!(sums(&ra), sums(&rb), "same inputs and SOURCE_DATE_EPOCH give the same bytes");
+}
+
+#[test]
+fn a_golden_root_larger_than_the_image_partition_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A 300 MiB payload of incompressible bytes as an extra.
+    let blob = dir.path().join("blob");
+    let mut data = vec![0u8; 300 << 20];
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    for chunk in data.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    std::fs::write(&blob, data).expect("blob");
+    let tar = dir.path().join("big.tar");
+    tool(Command::new("tar").arg("-cf").arg(&tar).arg("-C").arg(dir.path()).arg("blob"));
+    let extra = format!("layout.image = \"256MiB\"\n[[extra]]\nsource = \"{}\"\ndest = \"/opt\"", tar.display());
+    let err = run_build(dir.path(), Fixture::UbuntuLike, Arch::Aarch64, &extra).expect_err("too big");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("layout.image is 256 MiB but the golden root"), "{msg}");
+    assert!(leftovers(&dir.path().join("images")).is_empty());
+}
+
+#[test]
+fn not_enough_space_in_the_output_directory_is_refused() {
+    if !k8r_tests::root::root_or_skip("not_enough_space_in_the_output_directory_is_refused") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let small = k8r_tests::root::Tmpfs::mount("40m").expect("tmpfs");
+    let cfg = config(dir.path(), Fixture::UbuntuLike, Arch::Aarch64, "");
+    let err = build(&BuildOptions {
+        config: cfg,
+        node_binary: Some(node_binary(Arch::Aarch64).expect("node binary")),
+        output: Some(small.path().join("images")),
+        ..BuildOptions::default()
+    })
+    .expect_err("no space");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("not enough free space in") && msg.contains(&small.path().display().to_string()), "{msg}");
+    assert!(leftovers(&small.path().join("images")).is_empty(), "nothing left behind");
+}

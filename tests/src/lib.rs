@@ -3,4 +3,5 @@
 
 pub mod faultserver;
 pub mod fixtures;
+pub mod root;
 pub mod workspace;
