@@ -412,16 +412,17 @@ pub(crate) fn layout_request(cfg: &ClusterConfig) -> LayoutRequest {
 }
 
 fn encode_options(cfg: &ClusterConfig) -> EncodeOptions {
-    let mut o = EncodeOptions::default();
-    o.format = match cfg.output.compression {
+    let format = match cfg.output.compression {
         OutputCompression::Xz => Compression::Xz,
         OutputCompression::Zstd => Compression::Zstd,
     };
-    o.level = cfg.output.level;
-    if let Some(b) = cfg.output.block_size {
-        o.block_size = b.get();
+    let defaults = EncodeOptions::default();
+    EncodeOptions {
+        format,
+        level: cfg.output.level,
+        block_size: cfg.output.block_size.map(Bytes::get).unwrap_or(defaults.block_size),
+        ..defaults
     }
-    o
 }
 
 /// The built disk must boot boot-A → working (read-write) normally, and

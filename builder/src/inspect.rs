@@ -21,6 +21,9 @@ use serde::Serialize;
 
 use crate::vendor::{self, VendorImage};
 
+/// Root candidates: partition number and its bytes.
+type Candidates = Vec<(u32, Box<dyn Disk>)>;
+
 /// Everything `inspect` learned.
 #[derive(Debug, Clone, Serialize)]
 pub struct Inspection {
@@ -139,7 +142,7 @@ pub fn inspect(path: &Path) -> anyhow::Result<Inspection> {
     };
     // Compressed images are spooled (boot and root only) into a temp dir.
     let tmp;
-    let (boot_disk, root_disks): (Box<dyn Disk>, Vec<(u32, Box<dyn Disk>)>) = match img.compression {
+    let (boot_disk, root_disks): (Box<dyn Disk>, Candidates) = match img.compression {
         Compression::None => {
             let region = |p: &k8r_core::ptable::Partition| -> anyhow::Result<Box<dyn Disk>> {
                 Ok(Box::new(Region::new(

@@ -16,8 +16,6 @@ use serde::Serialize;
 
 use super::archive;
 
-/// Most symlinks followed while resolving one path (Linux's `MAXSYMLINKS`).
-
 /// A regular file for the root.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StagedFile {
