@@ -74,7 +74,8 @@ EnvironmentFile=-{KUBEADM_FLAGS_ENV_PATH}
 # A last resort for operators: KUBELET_EXTRA_ARGS=... (prefer the kubeadm config).
 EnvironmentFile=-/etc/default/kubelet
 ExecStart=
-ExecStart={KUBELET_BIN} $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS
+ExecStart={KUBELET_BIN} $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS \
+         $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS
 "
     )
 }
@@ -144,7 +145,8 @@ start_pre() {{
 \tif [ -f {KUBEADM_FLAGS_ENV_PATH} ]; then
 \t\t. {KUBEADM_FLAGS_ENV_PATH}
 \tfi
-\tcommand_args=\"--bootstrap-kubeconfig={BOOTSTRAP_KUBECONFIG_PATH} --kubeconfig={KUBELET_KUBECONFIG_PATH} --config={KUBELET_CONFIG_PATH} ${{KUBELET_KUBEADM_ARGS}} ${{KUBELET_EXTRA_ARGS}}\"
+\tcommand_args=\"--bootstrap-kubeconfig={BOOTSTRAP_KUBECONFIG_PATH} --kubeconfig={KUBELET_KUBECONFIG_PATH} \
+         --config={KUBELET_CONFIG_PATH} ${{KUBELET_KUBEADM_ARGS}} ${{KUBELET_EXTRA_ARGS}}\"
 }}
 "
     )

@@ -597,7 +597,8 @@ mod tests {
     fn crictl_info_conditions() {
         let info = br#"{"status": {"conditions": [
             {"type": "RuntimeReady", "status": true, "reason": "", "message": ""},
-            {"type": "NetworkReady", "status": false, "reason": "NetworkPluginNotReady", "message": "cni config uninitialized"}
+            {"type": "NetworkReady", "status": false, "reason": "NetworkPluginNotReady",
+             "message": "cni config uninitialized"}
         ]}, "config": {}}"#;
         let (rt, net) = runtime_ready(info).expect("parses");
         assert!(rt.ok && !net.ok);

@@ -6,13 +6,14 @@
 //! from 1.31 (when it appeared), `v1beta3` for 1.22–1.30. The two differ
 //! where k8r writes:
 //!
-//! | what | v1beta3 | v1beta4 |
-//! |---|---|---|
-//! | `nodeRegistration.kubeletExtraArgs` | map name → value | list of `{name, value}` |
-//! | control-plane start timeout | `ClusterConfiguration.apiServer.timeoutForControlPlane` | `InitConfiguration.timeouts.controlPlaneComponentHealthCheck` |
-//! | discovery timeout | `JoinConfiguration.discovery.timeout` | `JoinConfiguration.timeouts.discovery` |
+//! * `nodeRegistration.kubeletExtraArgs`: a map name → value in v1beta3, a
+//!   list of `{name, value}` in v1beta4;
+//! * the control-plane start timeout: `ClusterConfiguration.apiServer.timeoutForControlPlane`
+//!   in v1beta3, `InitConfiguration.timeouts.controlPlaneComponentHealthCheck` in v1beta4;
+//! * the discovery timeout: `JoinConfiguration.discovery.timeout` in v1beta3,
+//!   `JoinConfiguration.timeouts.discovery` in v1beta4
+//!   (<https://kubernetes.io/docs/reference/config-api/kubeadm-config.v1beta4/>).
 //!
-//! (<https://kubernetes.io/docs/reference/config-api/kubeadm-config.v1beta4/>.)
 //! A join is always pinned to the cluster CA (`caCertHashes`); a config
 //! without the pin is refused here, not left to kubeadm.
 //!

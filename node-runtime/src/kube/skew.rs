@@ -99,7 +99,8 @@ pub enum SkewViolation {
         to: KubeVersion,
     },
     /// More than one minor release at once.
-    #[error("{from} → {to} skips a minor release; kubeadm upgrades one minor at a time, so install {from_major}.{next_minor}.x first", from_major = from.major, next_minor = from.minor + 1)]
+    #[error("{from} → {to} skips a minor release; kubeadm upgrades one minor at a time, so install \
+             {from_major}.{next_minor}.x first", from_major = from.major, next_minor = from.minor + 1)]
     SkipsMinor {
         /// Running release.
         from: KubeVersion,
@@ -115,7 +116,10 @@ pub enum SkewViolation {
         to: KubeVersion,
     },
     /// A worker going back a minor release.
-    #[error("worker {from} → {to} goes back a minor release; the older kubelet may not read its state (wipe and rejoin instead)")]
+    #[error(
+        "worker {from} → {to} goes back a minor release; the older kubelet may not read its state (wipe and \
+             rejoin instead)"
+    )]
     WorkerMinorDowngrade {
         /// Running release.
         from: KubeVersion,
@@ -131,7 +135,10 @@ pub enum SkewViolation {
         apiserver: KubeVersion,
     },
     /// The kubelet would be too far behind an apiserver.
-    #[error("kubelet {kubelet} would be {behind} minor releases older than kube-apiserver {apiserver}; at most {max} are supported")]
+    #[error(
+        "kubelet {kubelet} would be {behind} minor releases older than kube-apiserver {apiserver}; at most \
+             {max} are supported"
+    )]
     TooOldForApiserver {
         /// The kubelet's release after the change.
         kubelet: KubeVersion,
@@ -143,7 +150,10 @@ pub enum SkewViolation {
         max: u32,
     },
     /// Another apiserver would be more than one minor away.
-    #[error("kube-apiserver {other} would be more than one minor release from {to}; bring the other control planes within one minor first")]
+    #[error(
+        "kube-apiserver {other} would be more than one minor release from {to}; bring the other control planes \
+             within one minor first"
+    )]
     ApiserversApart {
         /// The other apiserver.
         other: KubeVersion,
@@ -151,7 +161,10 @@ pub enum SkewViolation {
         to: KubeVersion,
     },
     /// A kubelet in the cluster would fall too far behind the new apiserver.
-    #[error("a kubelet at {kubelet} would be {behind} minor releases older than kube-apiserver {to}; at most {max} are supported, so upgrade that node first")]
+    #[error(
+        "a kubelet at {kubelet} would be {behind} minor releases older than kube-apiserver {to}; at most {max} \
+             are supported, so upgrade that node first"
+    )]
     ClusterKubeletTooOld {
         /// The old kubelet.
         kubelet: KubeVersion,
@@ -298,7 +311,10 @@ pub enum StateVerdict {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum StateRefusal {
     /// The state was written by a newer release than the kubelet.
-    #[error("the Kubernetes state on the data partition is from {state}, newer than this image's kubelet {binary}; boot an image with {state} or later (or wipe the node)")]
+    #[error(
+        "the Kubernetes state on the data partition is from {state}, newer than this image's kubelet {binary}; \
+             boot an image with {state} or later (or wipe the node)"
+    )]
     StateNewer {
         /// The state's release.
         state: KubeVersion,
@@ -306,7 +322,10 @@ pub enum StateRefusal {
         binary: KubeVersion,
     },
     /// The kubelet is more than one minor ahead of the state.
-    #[error("the Kubernetes state is from {state} and this image's kubelet is {binary}: more than one minor release apart, which kubeadm cannot upgrade in one step")]
+    #[error(
+        "the Kubernetes state is from {state} and this image's kubelet is {binary}: more than one minor release \
+             apart, which kubeadm cannot upgrade in one step"
+    )]
     TooFarAhead {
         /// The state's release.
         state: KubeVersion,
@@ -349,7 +368,10 @@ pub const MAX_MARKER_BYTES: usize = 256;
 /// A state marker that cannot be read: treat the state as unknown and do
 /// not start the kubelet.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the Kubernetes state version marker is unreadable ({reason}); not starting the kubelet on state of unknown release")]
+#[error(
+    "the Kubernetes state version marker is unreadable ({reason}); not starting the kubelet on state of unknown \
+         release"
+)]
 pub struct MarkerError {
     /// What was wrong.
     pub reason: String,
