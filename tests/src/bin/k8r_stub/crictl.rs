@@ -76,106 +76,111 @@ const CRICTL_GLOBAL: [Flag; 5] = [
     short(val("config"), 'c'),
 ];
 
+const OUTPUT: &[Flag] = &[short(val("output"), 'o'), short(flag("quiet"), 'q')];
+const PS: &[Flag] = &[
+    short(val("output"), 'o'),
+    short(flag("quiet"), 'q'),
+    short(flag("all"), 'a'),
+    val("name"),
+    val("state"),
+    val("pod"),
+    short(val("label"), 'l'),
+    flag("latest"),
+];
+const IMAGES: &[Flag] = &[short(val("output"), 'o'), short(flag("quiet"), 'q'), flag("digests"), flag("no-trunc")];
+
 pub fn run_crictl(args: &[String], ctx: &mut Ctx) -> Outcome {
     let (g, rest) = split_global(args, &CRICTL_GLOBAL)?;
     let endpoint = g.get("runtime-endpoint").unwrap_or(DEFAULT_SOCKET).to_string();
     let Some(cmd) = rest.first() else { fail!("crictl: a command is required") };
-    let out_flag = [short(val("output"), 'o'), short(flag("quiet"), 'q')];
+    let args = &rest[1..];
     match cmd.as_str() {
         "version" => {
             connect(ctx, &endpoint)?;
             Ok("Version:  0.1.0\nRuntimeName:  containerd\nRuntimeVersion:  k8r-stub\nRuntimeApiVersion:  v1\n"
                 .to_string())
         }
-        "info" => {
-            let p = parse(&rest[1..], &out_flag)?;
-            connect(ctx, &endpoint)?;
-            let cni = std::fs::read_dir(ctx.path("/etc/cni/net.d")).is_ok_and(|d| {
-                d.flatten().any(|e| {
-                    e.file_name().to_string_lossy().ends_with(".conflist")
-                        || e.file_name().to_string_lossy().ends_with(".conf")
-                })
-            });
-            let network = if cni {
-                json!({"type": "NetworkReady", "status": true, "reason": "", "message": ""})
-            } else {
-                json!({
-                    "type": "NetworkReady",
-                    "status": false,
-                    "reason": "NetworkPluginNotReady",
-                    "message": "Network plugin returns error: cni plugin not initialized",
-                })
-            };
-            let runtime = json!({"type": "RuntimeReady", "status": true, "reason": "", "message": ""});
-            let doc = json!({
-                "status": {"conditions": [runtime, network]},
-                "config": {"containerd": {"defaultRuntimeName": "runc"}},
-            });
-            output(p.get("output").unwrap_or("json"), &doc)
-        }
+        "info" => crictl_info(ctx, &endpoint, args),
         "ps" | "pods" => {
-            let mut spec = out_flag.to_vec();
-            spec.extend([
-                short(flag("all"), 'a'),
-                val("name"),
-                val("state"),
-                val("pod"),
-                short(val("label"), 'l'),
-                flag("latest"),
-            ]);
-            let p = parse(&rest[1..], &spec)?;
+            let p = parse(args, PS)?;
             connect(ctx, &endpoint)?;
-            let key = if cmd == "ps" { "containers" } else { "items" };
             if p.has("quiet") {
                 return Ok(String::new());
             }
+            let key = if cmd == "ps" { "containers" } else { "items" };
             output(p.get("output").unwrap_or("table"), &json!({ key: [] }))
         }
-        "images" | "image" | "img" => {
-            let p = parse(
-                &rest[1..],
-                &[short(val("output"), 'o'), short(flag("quiet"), 'q'), flag("digests"), flag("no-trunc")],
-            )?;
-            connect(ctx, &endpoint)?;
-            let refs = load_store(ctx)?.remove(CRI_NAMESPACE).unwrap_or_default();
-            if p.has("quiet") {
-                return Ok(refs.iter().map(|r| format!("{}\n", image_id(r))).collect());
-            }
-            let images: Vec<Value> = refs
-                .iter()
-                .map(|r| json!({"id": image_id(r), "repoTags": [r], "repoDigests": [], "size": "0"}))
-                .collect();
-            output(p.get("output").unwrap_or("table"), &json!({ "images": images }))
-        }
-        "pull" => {
-            let p = parse(&rest[1..], &[val("creds"), val("auth"), val("pod-config")])?;
-            let [image] = p.pos.as_slice() else { fail!("crictl pull: exactly one image reference is required") };
-            if !valid_ref(image) {
-                fail!(
-                    "pulling image: rpc error: code = InvalidArgument desc = failed to parse image reference {image:?}"
-                );
-            }
-            connect(ctx, &endpoint)?;
-            add_images(ctx, CRI_NAMESPACE, std::slice::from_ref(image))?;
-            Ok(format!("Image is up to date for {}\n", image_id(image)))
-        }
-        "rmi" => {
-            let p = parse(&rest[1..], &[short(flag("all"), 'a'), flag("prune")])?;
-            connect(ctx, &endpoint)?;
-            let mut store = load_store(ctx)?;
-            let refs = store.entry(CRI_NAMESPACE.to_string()).or_default();
-            for image in &p.pos {
-                let before = refs.len();
-                refs.retain(|r| r != image && image_id(r) != *image);
-                if refs.len() == before {
-                    fail!("no such image {image}");
-                }
-            }
-            save_store(ctx, &store)?;
-            Ok(p.pos.iter().map(|i| format!("Deleted: {i}\n")).collect())
-        }
+        "images" | "image" | "img" => crictl_images(ctx, &endpoint, args),
+        "pull" => crictl_pull(ctx, &endpoint, args),
+        "rmi" => crictl_rmi(ctx, &endpoint, args),
         other => fail!("No help topic for '{other}' (k8r-stub crictl: info, ps, pods, images, pull, rmi, version)"),
     }
+}
+
+/// `crictl info`: the runtime is ready; the network once a CNI config exists.
+fn crictl_info(ctx: &Ctx, endpoint: &str, args: &[String]) -> Outcome {
+    let p = parse(args, OUTPUT)?;
+    connect(ctx, endpoint)?;
+    let is_cni_config = |e: std::fs::DirEntry| {
+        let n = e.file_name().to_string_lossy().into_owned();
+        n.ends_with(".conflist") || n.ends_with(".conf")
+    };
+    let cni = std::fs::read_dir(ctx.path("/etc/cni/net.d")).is_ok_and(|d| d.flatten().any(is_cni_config));
+    let network = if cni {
+        json!({"type": "NetworkReady", "status": true, "reason": "", "message": ""})
+    } else {
+        json!({
+            "type": "NetworkReady",
+            "status": false,
+            "reason": "NetworkPluginNotReady",
+            "message": "Network plugin returns error: cni plugin not initialized",
+        })
+    };
+    let runtime = json!({"type": "RuntimeReady", "status": true, "reason": "", "message": ""});
+    let doc = json!({
+        "status": {"conditions": [runtime, network]},
+        "config": {"containerd": {"defaultRuntimeName": "runc"}},
+    });
+    output(p.get("output").unwrap_or("json"), &doc)
+}
+
+fn crictl_images(ctx: &Ctx, endpoint: &str, args: &[String]) -> Outcome {
+    let p = parse(args, IMAGES)?;
+    connect(ctx, endpoint)?;
+    let refs = load_store(ctx)?.remove(CRI_NAMESPACE).unwrap_or_default();
+    if p.has("quiet") {
+        return Ok(refs.iter().map(|r| format!("{}\n", image_id(r))).collect());
+    }
+    let images: Vec<Value> =
+        refs.iter().map(|r| json!({"id": image_id(r), "repoTags": [r], "repoDigests": [], "size": "0"})).collect();
+    output(p.get("output").unwrap_or("table"), &json!({ "images": images }))
+}
+
+fn crictl_pull(ctx: &mut Ctx, endpoint: &str, args: &[String]) -> Outcome {
+    let p = parse(args, &[val("creds"), val("auth"), val("pod-config")])?;
+    let [image] = p.pos.as_slice() else { fail!("crictl pull: exactly one image reference is required") };
+    if !valid_ref(image) {
+        fail!("pulling image: rpc error: code = InvalidArgument desc = failed to parse image reference {image:?}");
+    }
+    connect(ctx, endpoint)?;
+    add_images(ctx, CRI_NAMESPACE, std::slice::from_ref(image))?;
+    Ok(format!("Image is up to date for {}\n", image_id(image)))
+}
+
+fn crictl_rmi(ctx: &mut Ctx, endpoint: &str, args: &[String]) -> Outcome {
+    let p = parse(args, &[short(flag("all"), 'a'), flag("prune")])?;
+    connect(ctx, endpoint)?;
+    let mut store = load_store(ctx)?;
+    let refs = store.entry(CRI_NAMESPACE.to_string()).or_default();
+    for image in &p.pos {
+        let before = refs.len();
+        refs.retain(|r| r != image && image_id(r) != *image);
+        if refs.len() == before {
+            fail!("no such image {image}");
+        }
+    }
+    save_store(ctx, &store)?;
+    Ok(p.pos.iter().map(|i| format!("Deleted: {i}\n")).collect())
 }
 
 fn output(format: &str, doc: &Value) -> Outcome {

@@ -3,6 +3,8 @@
 //! checks it (flags, `--config` documents, preflight on existing files,
 //! version rules), leaving the files kubeadm leaves.
 
+use std::path::PathBuf;
+
 use serde_json::{json, Map, Value};
 
 use crate::args::{flag, parse, short, val, Flag, Parsed};
@@ -322,9 +324,55 @@ fn check_flag(p: &Parsed, name: &str, t: T) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Everything `kubeadm init` decided before writing anything.
+struct InitPlan {
+    cfg: Config,
+    kubeadm: Ver,
+    target: Ver,
+    name: String,
+    cri: String,
+    endpoint: String,
+}
+
 fn init(args: &[String], ctx: &mut Ctx) -> Outcome {
+    // 1. Flags and config, as kubeadm parses them.
     let p = parse(args, &with_common(INIT_FLAGS))?;
-    no_mixing(&p)?;
+    let plan = init_plan(ctx, &p)?;
+    // 2. Preflight on what a previous init would have left.
+    let registration = plan.cfg.init.as_ref().and_then(|i| i.get("nodeRegistration"));
+    let ignore = Ignore::new(&p, registration);
+    let mut errors = Vec::new();
+    for f in
+        ["/etc/kubernetes/manifests/kube-apiserver.yaml", "/etc/kubernetes/admin.conf", "/etc/kubernetes/kubelet.conf"]
+    {
+        file_available(ctx, &ignore, &mut errors, f);
+    }
+    dir_available(ctx, &ignore, &mut errors, "/var/lib/etcd");
+    preflight(errors)?;
+    // 3. The CA, kubeconfigs, static pods and kubelet files.
+    let _lock = state::lock(ctx)?;
+    if ctx.cluster_dir.is_some() && state::load(ctx)?.is_some() {
+        fail!(
+            "k8r-stub: K8R_STUB_CLUSTER already holds an initialised cluster; a second kubeadm init would make another"
+        );
+    }
+    let ca = init_files(ctx, &plan)?;
+    // 4. The cluster state: this node, tokens, uploaded certificates.
+    let first_token = init_cluster_state(ctx, &p, &plan)?;
+    let token_shown = if p.has("skip-token-print") { "<value withheld>".to_string() } else { first_token };
+    Ok(format!(
+        "[init] Using Kubernetes version: {}\n\
+         Your Kubernetes control-plane has initialized successfully!\n\n\
+         Then you can join any number of worker nodes by running the following on each as root:\n\n\
+         kubeadm join {} --token {token_shown} \\\n\t--discovery-token-ca-cert-hash {}\n",
+        plan.target.v(),
+        plan.endpoint,
+        pki::ca_hash(&ca.cert_pem)?
+    ))
+}
+
+fn init_plan(ctx: &mut Ctx, p: &Parsed) -> Result<InitPlan, Failure> {
+    no_mixing(p)?;
     if !p.pos.is_empty() {
         fail!("unknown command {:?} for \"kubeadm init\"", p.pos[0]);
     }
@@ -339,10 +387,10 @@ fn init(args: &[String], ctx: &mut Ctx) -> Outcome {
         ("apiserver-advertise-address", T::Ip),
         ("certificate-key", T::CertKey),
     ] {
-        check_flag(&p, f, t)?;
+        check_flag(p, f, t)?;
     }
     let kubeadm = ctx.version()?;
-    let cfg = read_config(ctx, &p)?.unwrap_or_default();
+    let cfg = read_config(ctx, p)?.unwrap_or_default();
     if cfg.join.is_some() {
         fail!("a JoinConfiguration in the config of kubeadm init (this file is for kubeadm join)");
     }
@@ -350,7 +398,6 @@ fn init(args: &[String], ctx: &mut Ctx) -> Outcome {
         fail!("the config holds neither an InitConfiguration nor a ClusterConfiguration");
     }
     check_api(cfg.api, kubeadm)?;
-    let registration = cfg.init.as_ref().and_then(|i| i.get("nodeRegistration"));
     let target = match str_at(cfg.cluster.as_ref(), &["kubernetesVersion"]).or(p.get("kubernetes-version")) {
         Some(v) => Ver::parse(v).ok_or_else(|| failure("kubernetesVersion", v))?,
         None => kubeadm,
@@ -365,18 +412,8 @@ fn init(args: &[String], ctx: &mut Ctx) -> Outcome {
             target.v()
         );
     }
-
-    let ignore = Ignore::new(&p, registration);
-    let mut errors = Vec::new();
-    for f in
-        ["/etc/kubernetes/manifests/kube-apiserver.yaml", "/etc/kubernetes/admin.conf", "/etc/kubernetes/kubelet.conf"]
-    {
-        file_available(ctx, &ignore, &mut errors, f);
-    }
-    dir_available(ctx, &ignore, &mut errors, "/var/lib/etcd");
-    preflight(errors)?;
-
-    let name = node_name(ctx, registration, &p)?;
+    let registration = cfg.init.as_ref().and_then(|i| i.get("nodeRegistration"));
+    let name = node_name(ctx, registration, p)?;
     let cri = str_at(registration, &["criSocket"]).or(p.get("cri-socket")).unwrap_or(CRI_SOCKET).to_string();
     let advertise =
         str_at(cfg.init.as_ref(), &["localAPIEndpoint", "advertiseAddress"]).or(p.get("apiserver-advertise-address"));
@@ -384,13 +421,12 @@ fn init(args: &[String], ctx: &mut Ctx) -> Outcome {
         Some(e) => with_port(e),
         None => with_port(advertise.unwrap_or("127.0.0.1")),
     };
+    Ok(InitPlan { cfg, kubeadm, target, name, cri, endpoint })
+}
 
-    let _lock = state::lock(ctx)?;
-    if ctx.cluster_dir.is_some() && state::load(ctx)?.is_some() {
-        fail!(
-            "k8r-stub: K8R_STUB_CLUSTER already holds an initialised cluster; a second kubeadm init would make another"
-        );
-    }
+/// The files `kubeadm init` leaves; returns the CA (an existing one is
+/// reused, as kubeadm does with certificates already in place).
+fn init_files(ctx: &mut Ctx, plan: &InitPlan) -> Result<pki::Ca, Failure> {
     let ca = match state::load_ca(ctx)? {
         Some(ca) => ca,
         None => {
@@ -399,53 +435,44 @@ fn init(args: &[String], ctx: &mut Ctx) -> Outcome {
             ca
         }
     };
+    let (endpoint, name) = (&plan.endpoint, &plan.name);
     ctx.write("/etc/kubernetes/pki/ca.crt", ca.cert_pem.as_bytes(), 0o644)?;
     ctx.write("/etc/kubernetes/pki/ca.key", ca.key_pem.as_bytes(), 0o600)?;
-    write_kubeconfig(
-        ctx,
-        "/etc/kubernetes/admin.conf",
-        &endpoint,
-        &ca,
-        "kubernetes-admin",
-        "CN=kubernetes-admin,O=kubeadm:cluster-admins",
-    )?;
-    write_kubeconfig(
-        ctx,
-        "/etc/kubernetes/kubelet.conf",
-        &endpoint,
-        &ca,
-        &format!("system:node:{name}"),
-        &format!("CN=system:node:{name},O=system:nodes"),
-    )?;
-    static_pods(ctx, target)?;
-    let kubelet = kubelet_config(cfg.kubelet.as_ref(), &cri, target);
-    write_node_files(ctx, registration, &cri, &kubelet)?;
+    let admin = "CN=kubernetes-admin,O=kubeadm:cluster-admins";
+    write_kubeconfig(ctx, "/etc/kubernetes/admin.conf", endpoint, &ca, "kubernetes-admin", admin)?;
+    let node = format!("CN=system:node:{name},O=system:nodes");
+    write_kubeconfig(ctx, "/etc/kubernetes/kubelet.conf", endpoint, &ca, &format!("system:node:{name}"), &node)?;
+    static_pods(ctx, plan.target)?;
+    let registration = plan.cfg.init.as_ref().and_then(|i| i.get("nodeRegistration"));
+    let kubelet = kubelet_config(plan.cfg.kubelet.as_ref(), &plan.cri, plan.target);
+    write_node_files(ctx, registration, &plan.cri, &kubelet)?;
     ctx.write("/var/lib/etcd/member/k8r-stub", b"etcd data of the pretend cluster\n", 0o600)?;
+    Ok(ca)
+}
 
+/// Record the new cluster; returns its first bootstrap token.
+fn init_cluster_state(ctx: &mut Ctx, p: &Parsed, plan: &InitPlan) -> Result<String, Failure> {
+    let cfg = &plan.cfg;
+    let registration = cfg.init.as_ref().and_then(|i| i.get("nodeRegistration"));
     let mut cluster = Cluster {
-        kubernetes_version: target.v(),
+        kubernetes_version: plan.target.v(),
         cluster_name: str_at(cfg.cluster.as_ref(), &["clusterName"]).unwrap_or("kubernetes").to_string(),
-        endpoint: endpoint.clone(),
-        kubelet_config: kubelet,
+        endpoint: plan.endpoint.clone(),
+        kubelet_config: kubelet_config(cfg.kubelet.as_ref(), &plan.cri, plan.target),
         ..Cluster::default()
     };
-    cluster.nodes.insert(
-        name.clone(),
-        Node {
-            role: "control-plane".into(),
-            kubelet_version: kubeadm.v(),
-            control_plane_version: Some(target.v()),
-            unschedulable: false,
-            labels: labels(registration, true),
-            taints: taint_strings(registration, true),
-        },
-    );
-    let first_token = register_init_tokens(ctx, &cfg, &p, &mut cluster)?;
+    let node = Node {
+        role: "control-plane".into(),
+        kubelet_version: plan.kubeadm.v(),
+        control_plane_version: Some(plan.target.v()),
+        unschedulable: false,
+        labels: labels(registration, true),
+        taints: taint_strings(registration, true),
+    };
+    cluster.nodes.insert(plan.name.clone(), node);
+    let first_token = register_init_tokens(ctx, cfg, p, &mut cluster)?;
     if p.has("upload-certs") {
-        let key = cfg
-            .init
-            .as_ref()
-            .and_then(|i| str_at(Some(i), &["certificateKey"]))
+        let key = str_at(cfg.init.as_ref(), &["certificateKey"])
             .or(p.get("certificate-key"))
             .map(str::to_string)
             .map_or_else(random_hex_key, Ok)?;
@@ -453,17 +480,8 @@ fn init(args: &[String], ctx: &mut Ctx) -> Outcome {
         ctx.effect("uploaded control-plane certificates");
     }
     state::save(&state::path_for_init(ctx), &cluster)?;
-    ctx.effect(format!("initialised cluster {} at {}", target.v(), endpoint));
-
-    let token_shown = if p.has("skip-token-print") { "<value withheld>".to_string() } else { first_token };
-    Ok(format!(
-        "[init] Using Kubernetes version: {}\n\
-         Your Kubernetes control-plane has initialized successfully!\n\n\
-         Then you can join any number of worker nodes by running the following on each as root:\n\n\
-         kubeadm join {endpoint} --token {token_shown} \\\n\t--discovery-token-ca-cert-hash {}\n",
-        target.v(),
-        pki::ca_hash(&ca.cert_pem)?
-    ))
+    ctx.effect(format!("initialised cluster {} at {}", plan.target.v(), plan.endpoint));
+    Ok(first_token)
 }
 
 /// This node's name: the user of its kubelet.conf (`system:node:NAME`),
@@ -664,12 +682,14 @@ fn join_spec(ctx: &mut Ctx, p: &Parsed) -> Result<(JoinSpec, Option<Api>), Failu
 }
 
 fn join(args: &[String], ctx: &mut Ctx) -> Outcome {
+    // 1. Flags or config, and what kubeadm refuses before discovery.
     let p = parse(args, &with_common(JOIN_FLAGS))?;
     no_mixing(&p)?;
     let kubeadm = ctx.version()?;
     let (spec, api) = join_spec(ctx, &p)?;
     check_api(api, kubeadm)?;
     verify_discovery_request(ctx, &spec)?;
+    // 2. Preflight on what an earlier join or init would have left.
     let registration = spec.registration.as_ref();
     let ignore = Ignore::new(&p, registration);
     let mut errors = Vec::new();
@@ -682,57 +702,68 @@ fn join(args: &[String], ctx: &mut Ctx) -> Outcome {
     }
     preflight(errors)?;
     let name = node_name(ctx, registration, &p)?;
-    let cri = str_at(registration, &["criSocket"]).unwrap_or(CRI_SOCKET).to_string();
-
+    // 3. Discovery: the shared cluster, or a lone worker's own view.
     let _lock = state::lock(ctx)?;
-    let shared = if ctx.cluster_dir.is_some() { state::load(ctx)? } else { None };
-    let (ca, mut cluster, path, verified) = match shared {
-        Some((path, cluster)) => {
-            let ca = state::load_ca(ctx)?.ok_or_else(|| failure("k8r-stub", "the shared cluster has no CA"))?;
-            verify_against_cluster(&spec, &cluster, &ca)?;
-            (ca, cluster, path, true)
-        }
-        None if ctx.cluster_dir.is_some() => {
-            fail!("couldn't validate the identity of the API Server: no cluster in K8R_STUB_CLUSTER")
-        }
-        None => {
-            let endpoint = spec.endpoint.clone().unwrap_or_else(|| "127.0.0.1:6443".into());
-            let cluster = Cluster {
-                kubernetes_version: kubeadm.v(),
-                cluster_name: "kubernetes".into(),
-                endpoint,
-                ..Cluster::default()
-            };
-            (pki::new_ca()?, cluster, state::path_for_lone_worker(ctx), false)
-        }
-    };
-    ctx.effect(if verified {
-        "discovery verified against K8R_STUB_CLUSTER"
-    } else {
-        "discovery unverified (no K8R_STUB_CLUSTER): formats checked only"
-    });
-    let server = spec.endpoint.clone().unwrap_or_else(|| cluster.endpoint.clone());
-    ctx.write("/etc/kubernetes/pki/ca.crt", ca.cert_pem.as_bytes(), 0o644)?;
-    write_kubeconfig(
-        ctx,
-        "/etc/kubernetes/kubelet.conf",
-        &server,
-        &ca,
-        &format!("system:node:{name}"),
-        &format!("CN=system:node:{name},O=system:nodes"),
-    )?;
-    let version = cluster.version()?;
+    let (ca, mut cluster, path) = discover(ctx, &spec, kubeadm)?;
+    // 4. The files and the Node.
+    join_files(ctx, &spec, &name, &ca, &cluster)?;
     let control_plane = spec.control_plane.is_some();
-    if control_plane {
+    let node = Node {
+        role: if control_plane { "control-plane" } else { "worker" }.into(),
+        kubelet_version: kubeadm.v(),
+        control_plane_version: control_plane.then(|| cluster.kubernetes_version.clone()),
+        unschedulable: false,
+        labels: labels(registration, control_plane),
+        taints: taint_strings(registration, control_plane),
+    };
+    cluster.nodes.insert(name.clone(), node);
+    state::save(&path, &cluster)?;
+    ctx.effect(format!("node {name} joined as {}", if control_plane { "control plane" } else { "worker" }));
+    Ok("This node has joined the cluster:\n\
+        * Certificate signing request was sent to apiserver and a response was received.\n\
+        * The Kubelet was informed of the new secure connection details.\n\n\
+        Run 'kubectl get nodes' on the control-plane to see this node join the cluster.\n"
+        .to_string())
+}
+
+/// The cluster CA and state the join lands in: with `K8R_STUB_CLUSTER`,
+/// the shared cluster after checking token, pin and certificate key;
+/// without, a fresh view for a worker joining alone (formats checked only).
+fn discover(ctx: &mut Ctx, spec: &JoinSpec, kubeadm: Ver) -> Result<(pki::Ca, Cluster, PathBuf), Failure> {
+    if ctx.cluster_dir.is_none() {
+        ctx.effect("discovery unverified (no K8R_STUB_CLUSTER): formats checked only");
+        let endpoint = spec.endpoint.clone().unwrap_or_else(|| "127.0.0.1:6443".into());
+        let cluster = Cluster {
+            kubernetes_version: kubeadm.v(),
+            cluster_name: "kubernetes".into(),
+            endpoint,
+            ..Cluster::default()
+        };
+        return Ok((pki::new_ca()?, cluster, state::path_for_lone_worker(ctx)));
+    }
+    let Some((path, cluster)) = state::load(ctx)? else {
+        fail!("couldn't validate the identity of the API Server: no cluster in K8R_STUB_CLUSTER");
+    };
+    let ca = state::load_ca(ctx)?.ok_or_else(|| failure("k8r-stub", "the shared cluster has no CA"))?;
+    verify_against_cluster(spec, &cluster, &ca)?;
+    ctx.effect("discovery verified against K8R_STUB_CLUSTER");
+    Ok((ca, cluster, path))
+}
+
+/// What `kubeadm join` leaves: CA, kubelet.conf and kubelet files, and on
+/// control planes the CA key, admin.conf, static pods and an etcd member.
+fn join_files(ctx: &mut Ctx, spec: &JoinSpec, name: &str, ca: &pki::Ca, cluster: &Cluster) -> Result<(), Failure> {
+    let registration = spec.registration.as_ref();
+    let cri = str_at(registration, &["criSocket"]).unwrap_or(CRI_SOCKET).to_string();
+    let server = spec.endpoint.clone().unwrap_or_else(|| cluster.endpoint.clone());
+    let version = cluster.version()?;
+    ctx.write("/etc/kubernetes/pki/ca.crt", ca.cert_pem.as_bytes(), 0o644)?;
+    let node = format!("CN=system:node:{name},O=system:nodes");
+    write_kubeconfig(ctx, "/etc/kubernetes/kubelet.conf", &server, ca, &format!("system:node:{name}"), &node)?;
+    if spec.control_plane.is_some() {
         ctx.write("/etc/kubernetes/pki/ca.key", ca.key_pem.as_bytes(), 0o600)?;
-        write_kubeconfig(
-            ctx,
-            "/etc/kubernetes/admin.conf",
-            &server,
-            &ca,
-            "kubernetes-admin",
-            "CN=kubernetes-admin,O=kubeadm:cluster-admins",
-        )?;
+        let admin = "CN=kubernetes-admin,O=kubeadm:cluster-admins";
+        write_kubeconfig(ctx, "/etc/kubernetes/admin.conf", &server, ca, "kubernetes-admin", admin)?;
         static_pods(ctx, version)?;
         ctx.write("/var/lib/etcd/member/k8r-stub", b"etcd member of the pretend cluster\n", 0o600)?;
     }
@@ -741,25 +772,7 @@ fn join(args: &[String], ctx: &mut Ctx) -> Outcome {
     } else {
         cluster.kubelet_config.clone()
     };
-    write_node_files(ctx, registration, &cri, &kubelet)?;
-    cluster.nodes.insert(
-        name.clone(),
-        Node {
-            role: if control_plane { "control-plane" } else { "worker" }.into(),
-            kubelet_version: kubeadm.v(),
-            control_plane_version: control_plane.then(|| version.v()),
-            unschedulable: false,
-            labels: labels(registration, control_plane),
-            taints: taint_strings(registration, control_plane),
-        },
-    );
-    state::save(&path, &cluster)?;
-    ctx.effect(format!("node {name} joined as {}", if control_plane { "control plane" } else { "worker" }));
-    Ok("This node has joined the cluster:\n\
-        * Certificate signing request was sent to apiserver and a response was received.\n\
-        * The Kubelet was informed of the new secure connection details.\n\n\
-        Run 'kubectl get nodes' on the control-plane to see this node join the cluster.\n"
-        .to_string())
+    write_node_files(ctx, registration, &cri, &kubelet)
 }
 
 /// What kubeadm itself refuses before contacting anything.
