@@ -187,6 +187,19 @@ fn join_documents_read_back() {
 }
 
 #[test]
+fn token_ttl_comes_from_the_config() {
+    for (ttl, want) in [("24h", "24h0m0s"), ("90m", "1h30m0s"), ("0", "0s")] {
+        let mut node = node_config("1.33.6");
+        node.kubernetes.token_ttl = k8r_config::cluster::kube::parse_go_duration(ttl).expect("valid duration");
+        let cfg =
+            init_config(&NodeInputs { node: &node, seed: &control_plane_seed(), init: InitSystem::Systemd }, &token())
+                .expect("init config");
+        let d = docs(cfg.yaml());
+        assert_eq!(kind(&d, "InitConfiguration")["bootstrapTokens"][0]["ttl"], json!(want), "{ttl}");
+    }
+}
+
+#[test]
 fn secrets_stay_out_of_debug() {
     let node = node_config("1.33.6");
     let worker = worker_seed();

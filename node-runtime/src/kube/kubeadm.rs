@@ -168,7 +168,9 @@ impl NodeInputs<'_> {
 
 /// The `kubeadm init` config of the first control plane: Init, Cluster and
 /// Kubelet configurations. `token` becomes the cluster's first bootstrap
-/// token, with the config's TTL.
+/// token, with the config's TTL (kubeadm would otherwise make its own with
+/// 24 h). A zero TTL, which the cluster config allows only when told to,
+/// becomes `0s`: a token that never expires.
 pub fn init_config(inputs: &NodeInputs<'_>, token: &BootstrapToken) -> Result<KubeadmConfig, KubeadmConfigError> {
     let api = inputs.api()?;
     if inputs.seed.role != NodeRole::ControlPlane {
