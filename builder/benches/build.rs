@@ -1,0 +1,118 @@
+//! `cargo bench -p k8r-builder --bench build`: `k8r build` against two
+//! baselines measured in the same run on the same vendor image:
+//!
+//! * **floor**: xz compression of the golden root alone, at the same
+//!   settings (threads, preset, block size) — the part no builder can avoid;
+//! * **k8r-style**: the bash k8r's sequence — copy the image, grow it, loop
+//!   mount, copy files in, unmount, dd the root out, `xz -T0` (needs root;
+//!   skipped otherwise).
+//!
+//! Goals (issue 2): ≤ 1.2× the floor, faster than the k8r-style sequence,
+//! peak RSS ≤ 512 MiB. Not a test: it prints a table.
+//!
+//! Knobs: `K8R_BENCH_BULK_MIB` (real files in the bench root, default 512).
+
+use std::path::Path;
+use std::process::Command;
+
+use k8r_config::Arch;
+
+/// One measured run.
+struct Run {
+    name: &'static str,
+    wall: f64,
+    rss_mib: f64,
+}
+
+/// Run `cmd` under `/usr/bin/time` and return (wall seconds, peak RSS MiB).
+fn measure(name: &'static str, cmd: &mut Command) -> Run {
+    let mut timed = Command::new("/usr/bin/time");
+    timed.args(["-f", "K8R_TIME %e %M"]).arg(cmd.get_program()).args(cmd.get_args());
+    if let Some(dir) = cmd.get_current_dir() {
+        timed.current_dir(dir);
+    }
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            timed.env(k, v);
+        }
+    }
+    let out = timed.output().expect("/usr/bin/time (apt-get install time)");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{name} failed: {err}");
+    let line = err.lines().rev().find(|l| l.starts_with("K8R_TIME ")).expect("time output");
+    let mut f = line.split_whitespace().skip(1);
+    let wall: f64 = f.next().and_then(|v| v.parse().ok()).expect("wall");
+    let kib: f64 = f.next().and_then(|v| v.parse().ok()).expect("rss");
+    Run { name, wall, rss_mib: kib / 1024.0 }
+}
+
+fn sh(script: &str) {
+    let st = Command::new("bash").args(["-euo", "pipefail", "-c", script]).status().expect("bash");
+    assert!(st.success(), "{script}");
+}
+
+fn main() {
+    let bulk: u64 = std::env::var("K8R_BENCH_BULK_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(512);
+    let root = k8r_tests::workspace::root();
+    let work = k8r_tests::workspace::target_dir().join("bench-build");
+    std::fs::create_dir_all(&work).expect("bench dir");
+    let vendor = work.join("bench-vendor.img");
+    if !vendor.is_file() {
+        sh(&format!("{}/builder/benches/bench-vendor.sh {} {bulk}", root.display(), work.display()));
+    }
+    let node = k8r_tests::workspace::node_binary(Arch::X86_64).expect("make node first");
+    let comps = k8r_tests::fixtures::component_set(Arch::X86_64).expect("component stubs");
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let out = work.join("out");
+    let _ = std::fs::remove_dir_all(&out);
+    let cfg = work.join("bench.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[vendor]\nimage = \"{}\"\n[kubernetes]\nversion = \"1.33.6\"\n[kubernetes.cni]\ntype = \"none\"\n\
+             [layout]\ndata = \"256MiB\"\n[components]\ndir = \"{}\"\n[components.crictl]\nversion = \"1.33.0\"\n\
+             [components.containerd]\nversion = \"2.1.5\"\n[components.runc]\nversion = \"1.3.3\"\n\
+             [components.cni-plugins]\nversion = \"1.7.1\"\n[node]\nfirmware = \"file-flag\"\n[output]\nlevel = 6\nblock-size = \"32MiB\"\n",
+            vendor.display(),
+            comps.display()
+        ),
+    )
+    .expect("config");
+    // 1. k8r build.
+    let ours = measure(
+        "k8r build",
+        Command::new(env!("CARGO_BIN_EXE_k8r")).arg("build").arg("--config").arg(&cfg).arg("--node-binary").arg(&node).arg("-o").arg(&out),
+    );
+    // 2. The floor: the same golden root through xz at the same settings.
+    let golden = work.join("golden.raw");
+    sh(&format!("xz -dc {} > {}", out.join("image.img.xz").display(), golden.display()));
+    let floor = measure(
+        "xz floor",
+        Command::new("sh").arg("-c").arg(format!("xz -T{threads} -6 --block-size=32MiB -c {} > /dev/null", golden.display())),
+    );
+    let mut runs = vec![ours, floor];
+    // 3. The k8r-style sequence (root: loop devices and mounts).
+    if nix::unistd::geteuid().is_root() {
+        runs.push(measure("k8r-style shell", Command::new("bash").arg(root.join("builder/benches/k8r-style.sh")).arg(&vendor).arg(&node).arg(&comps).arg(work.join("k8r-style"))));
+    } else {
+        eprintln!("k8r-style baseline skipped: needs root (loop devices, mount)");
+    }
+    report(&runs, &golden);
+}
+
+fn report(runs: &[Run], golden: &Path) {
+    let floor = runs[1].wall;
+    let size = std::fs::metadata(golden).map(|m| m.len()).unwrap_or(0);
+    println!("\nbuilder benchmark: golden root {:.0} MiB, {} threads", size as f64 / (1 << 20) as f64, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
+    println!("{:<18} {:>9} {:>9} {:>12}", "run", "wall s", "× floor", "peak RSS MiB");
+    for r in runs {
+        println!("{:<18} {:>9.1} {:>9.2} {:>12.0}", r.name, r.wall, r.wall / floor, r.rss_mib);
+    }
+    let ours = &runs[0];
+    println!(
+        "goals: ≤ 1.2× floor: {}; peak RSS ≤ 512 MiB: {}{}",
+        if ours.wall <= 1.2 * floor { "met" } else { "MISSED" },
+        if ours.rss_mib <= 512.0 { "met" } else { "MISSED" },
+        runs.get(2).map(|k| format!("; faster than k8r-style: {}", if ours.wall < k.wall { "met" } else { "MISSED" })).unwrap_or_default()
+    );
+}
