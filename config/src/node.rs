@@ -20,6 +20,19 @@ use crate::vocab::Distro;
 pub const NODE_CONFIG_PATH: &str = "/etc/k8r/node.toml";
 /// Where the data partition is mounted on a node.
 pub const DATA_MOUNT: &str = "/var/lib/k8r";
+/// State that lives on the data partition and is bind-mounted where the
+/// software expects it (directory under [`DATA_MOUNT`], mount point, mode),
+/// so a reinstall of the working root keeps the cluster identity, etcd, the
+/// kubelet's credentials and containerd's images. Bind mounts, not
+/// symlinks: tools that resolve paths see ordinary directories.
+pub const DATA_BINDS: [(&str, &str, u32); 4] = [
+    ("kubernetes", "/etc/kubernetes", 0o755),
+    ("kubelet", "/var/lib/kubelet", 0o700),
+    ("etcd", "/var/lib/etcd", 0o700),
+    ("containerd", "/var/lib/containerd", 0o711),
+];
+/// Directories of k8r's own on the data partition (name, mode).
+pub const DATA_DIRS: [(&str, u32); 2] = [("state", 0o700), ("secrets", 0o700)];
 /// Where the builder puts `upgrade.public-key` in the golden root.
 pub const UPGRADE_PUBLIC_KEY_PATH: &str = "/etc/k8r/upgrade.pub";
 

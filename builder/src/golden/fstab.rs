@@ -4,8 +4,7 @@
 //! boot-A read-only (the running boot partition is never written), and
 //! mount the data partition. Pure.
 
-/// Where the data partition is mounted on every node.
-pub const DATA_MOUNT: &str = "/var/lib/k8r";
+pub use k8r_config::node::{DATA_BINDS, DATA_MOUNT};
 
 /// Marks the lines k8r owns.
 const K8R_MARK: &str = "# k8r:";
@@ -60,7 +59,7 @@ pub fn rewrite(vendor: &str, t: &FstabTargets) -> Rewritten {
         } else if fstype.contains("fat") && BOOT_MOUNTS.contains(&mount) {
             boot_mount.get_or_insert_with(|| mount.to_string());
             dropped.push(line.to_string());
-        } else if mount == DATA_MOUNT {
+        } else if mount == DATA_MOUNT || DATA_BINDS.iter().any(|(_, t, _)| *t == mount) {
             dropped.push(line.to_string());
         } else {
             kept.push(line.to_string());
@@ -80,9 +79,15 @@ pub fn rewrite(vendor: &str, t: &FstabTargets) -> Rewritten {
          {K8R_MARK} boot-A is never written while it runs the node.\n\
          PARTUUID={} {boot_mount} vfat ro,nofail,umask=0022 0 0\n\
          {K8R_MARK} persistent state (etcd, PKI, kubelet identity, containerd); survives reinstalls.\n\
-         PARTUUID={} {DATA_MOUNT} ext4 defaults,noatime,nofail 0 2\n",
+         PARTUUID={} {DATA_MOUNT} ext4 defaults,noatime,nofail 0 2\n\
+         {K8R_MARK} cluster state on the data partition, bind-mounted where Kubernetes expects it.\n",
         t.working, t.boot_a, t.data
     ));
+    for (dir, target, _) in DATA_BINDS {
+        text.push_str(&format!(
+            "{DATA_MOUNT}/{dir} {target} none bind,nofail,x-systemd.requires-mounts-for={DATA_MOUNT} 0 0\n"
+        ));
+    }
     Rewritten { text, boot_mount, dropped }
 }
 
@@ -130,5 +135,6 @@ mod tests {
         let r = rewrite("", &targets());
         assert!(r.text.starts_with("# k8r: partitions by PARTUUID"));
         assert_eq!(r.text.lines().filter(|l| l.starts_with("PARTUUID=")).count(), 3);
+        assert!(r.text.contains("/var/lib/k8r/etcd /var/lib/etcd none bind,nofail"), "{}", r.text);
     }
 }

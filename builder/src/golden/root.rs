@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::accounts::{self, Accounts};
 use super::edits::{Content, RootEdits};
-use super::fstab::{self, FstabTargets, DATA_MOUNT};
+use super::fstab::{self, FstabTargets, DATA_BINDS, DATA_MOUNT};
 use super::system;
 
 /// Where the release record lives in every golden root.
@@ -98,21 +98,41 @@ pub fn plan(mut inputs: GoldenInputs<'_>, vendor: &Ext4Fs) -> anyhow::Result<(Ro
     }
     edits.text("/etc/fstab", rewritten.text, 0o644);
     edits.dir(DATA_MOUNT, Attrs::root(0o755));
+    for (_, target, mode) in DATA_BINDS {
+        edits.dir(target, Attrs::root(mode as u16));
+    }
     edits.dir(&rewritten.boot_mount, Attrs::root(0o755));
-    // 4. Kernel settings for Kubernetes.
+    // 4. Kubernetes: kubelet and containerd services, containerd and crictl config.
+    let containerd = &inputs.cfg.components.get(k8r_config::cluster::Component::Containerd).version;
+    let spec = k8r_core::kube::units::NodeFilesSpec {
+        init: p.init,
+        containerd,
+        insecure_registries: &inputs.cfg.containerd.insecure_registries,
+    };
+    for entry in k8r_core::kube::units::node_files(&spec).context("generating the kubelet and containerd configuration")? {
+        match entry {
+            k8r_core::kube::units::RootEntry::File { path, mode, contents } => {
+                edits.text(&path, contents, mode as u16);
+            }
+            k8r_core::kube::units::RootEntry::Symlink { path, target } => {
+                edits.symlink(&path, &target);
+            }
+        }
+    }
+    // 5. Kernel settings for Kubernetes.
     edits.text(system::MODULES_LOAD_PATH, system::modules_load(), 0o644);
     edits.text(system::SYSCTL_PATH, system::sysctl(), 0o644);
-    // 5. cloud-init must not grow partitions or rename the node.
+    // 6. cloud-init must not grow partitions or rename the node.
     if vendor.exists("/etc/cloud/cloud.cfg")? {
         edits.text(system::CLOUD_INIT_PATH, system::cloud_init(), 0o644);
         notes.lines.push("cloud-init: growpart and resize_rootfs disabled, hostname preserved".into());
     }
-    // 6. Every node gets its own machine-id on first boot.
+    // 7. Every node gets its own machine-id on first boot.
     if read_text(vendor, "/etc/machine-id")?.is_some_and(|m| !m.trim().is_empty()) {
         edits.text("/etc/machine-id", "", 0o444);
         notes.lines.push("machine-id: emptied so each node generates its own".into());
     }
-    // 7. The login user.
+    // 8. The login user.
     login(&mut edits, &mut notes, &inputs, vendor)?;
     Ok((edits, notes))
 }
