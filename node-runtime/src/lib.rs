@@ -1,1 +1,3 @@
 //! The k8r node runtime (`k8r-node`): the agent on every node.
+
+pub mod upgrade;
