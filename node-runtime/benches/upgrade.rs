@@ -9,8 +9,10 @@
 //!   (k8r's `update_image_partition.sh`; no digest, no sync);
 //! * (c) floor: `xz -dc -T0 > /dev/null` of the same file.
 //!
-//! Each runs under `/usr/bin/time -f %e,%M` (wall seconds, peak RSS KiB),
-//! several times; the table shows the median. The artifact is an ext4 image
+//! Each runs under `/usr/bin/time -f %e,%M,%U,%S` (wall seconds, peak RSS
+//! KiB, user and system CPU seconds), several times; the table shows the
+//! run with the median wall time. CPU seconds are printed too: on a shared
+//! machine wall times stretch with the load, CPU work does not. The artifact is an ext4 image
 //! populated from this machine's `/usr` (a few hundred MiB of real files),
 //! compressed by k8r's multi-block xz encoder, generated once and cached
 //! under `target/` (`CARGO_TARGET_TMPDIR`). Environment knobs:
@@ -85,33 +87,38 @@ fn main() -> anyhow::Result<()> {
     let rows = [
         ("(a) k8r-node pipeline", ours),
         ("(a') same, read-back from disk", ours_uncached),
-        ("(b) k8r: curl; xz -t; xz -dc | dd", vec!["sh".into(), "-c".into(), k8r]),
+        ("(b) k8r: curl; xz -t; xz -dc ⇒ dd", vec!["sh".into(), "-c".into(), k8r]),
         ("(c) floor: xz -dc -T0 > /dev/null", vec!["sh".into(), "-c".into(), floor]),
     ];
+    println!("load average before: {}", load_average());
     let mut results = Vec::new();
     for (name, argv) in &rows {
         let mut samples = Vec::new();
         for _ in 0..runs {
             samples.push(timed(argv).with_context(|| format!("running {name}"))?);
         }
-        samples.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let (wall, rss) = samples[samples.len() / 2];
-        let max_rss = samples.iter().map(|s| s.1).max().unwrap_or(0);
-        results.push((name, wall, max_rss.max(rss)));
+        samples.sort_by(|a, b| a.wall.total_cmp(&b.wall));
+        let median = samples[samples.len() / 2];
+        let max_rss = samples.iter().map(|s| s.rss_kib).max().unwrap_or(0);
+        results.push((name, Sample { rss_kib: max_rss, ..median }));
     }
-    let floor_wall = results[3].1;
-    let k8r_wall = results[2].1;
-    println!("\n| variant | wall (s, median of {runs}) | peak RSS (MiB, max) | × floor | k8r ÷ this |");
-    println!("|---|---:|---:|---:|---:|");
-    for (name, wall, rss) in &results {
+    println!("load average after: {}", load_average());
+    let (floor, k8r) = (results[3].1, results[2].1);
+    println!("\n| variant | wall s (median of {runs}) | CPU s (user+sys) | peak RSS MiB (max) | wall × floor | k8r wall ÷ this | k8r CPU ÷ this |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (name, s) in &results {
         println!(
-            "| {name} | {wall:.2} | {:.1} | {:.2} | {:.2} |",
-            *rss as f64 / 1024.0,
-            wall / floor_wall,
-            k8r_wall / wall
+            "| {name} | {:.2} | {:.2} | {:.1} | {:.2} | {:.2} | {:.2} |",
+            s.wall,
+            s.cpu,
+            s.rss_kib as f64 / 1024.0,
+            s.wall / floor.wall,
+            k8r.wall / s.wall,
+            k8r.cpu / s.cpu
         );
     }
-    let (ours_wall, ours_rss) = (results[0].1, results[0].2);
+    let (ours_wall, ours_rss) = (results[0].1.wall, results[0].1.rss_kib);
+    let (floor_wall, k8r_wall) = (floor.wall, k8r.wall);
     println!(
         "\ngoals: ≤ 1.15× floor: {:.2}× {}; ≥ 2.5× faster than k8r: {:.2}× {}; peak RSS ≤ 64 MiB: {:.1} MiB {}",
         ours_wall / floor_wall,
@@ -132,19 +139,38 @@ fn verdict(ok: bool) -> &'static str {
     }
 }
 
-/// Run `argv` under `/usr/bin/time -f %e,%M`; (wall seconds, peak RSS KiB).
-fn timed(argv: &[String]) -> anyhow::Result<(f64, u64)> {
+/// One measured run.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    /// Wall seconds.
+    wall: f64,
+    /// Peak resident set, KiB (the largest process of the run).
+    rss_kib: u64,
+    /// User + system CPU seconds of all its processes.
+    cpu: f64,
+}
+
+/// Run `argv` under `/usr/bin/time -f %e,%M,%U,%S`.
+fn timed(argv: &[String]) -> anyhow::Result<Sample> {
     let out = Command::new("/usr/bin/time")
         .arg("-f")
-        .arg("%e,%M")
+        .arg("%e,%M,%U,%S")
         .args(argv)
         .output()
         .context("running /usr/bin/time (install the `time` package)")?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     anyhow::ensure!(out.status.success(), "{argv:?} failed: {stderr}");
     let last = stderr.lines().last().unwrap_or_default();
-    let (wall, rss) = last.split_once(',').with_context(|| format!("unexpected time output {last:?}"))?;
-    Ok((wall.trim().parse()?, rss.trim().parse()?))
+    let fields: Vec<&str> = last.split(',').map(str::trim).collect();
+    let [wall, rss, user, sys] = fields[..] else { anyhow::bail!("unexpected time output {last:?}") };
+    Ok(Sample { wall: wall.parse()?, rss_kib: rss.parse()?, cpu: user.parse::<f64>()? + sys.parse::<f64>()? })
+}
+
+/// `/proc/loadavg`'s first three fields: how busy the shared machine was.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// Build the `upgrade_image` example with this bench's profile; its path.

@@ -32,7 +32,14 @@ fn fat_options() -> FormatOptions {
 }
 
 fn opts(limits: TarLimits) -> BootWriteOptions<'static> {
-    BootWriteOptions { fat: fat_options(), limits, decode_threads: 2, progress: &NoProgress, verify_readback: true }
+    BootWriteOptions {
+        fat: fat_options(),
+        limits,
+        decode_threads: 2,
+        progress: &NoProgress,
+        verify_readback: true,
+        drop_cache: None,
+    }
 }
 
 fn image_placeholder() -> k8r_core::manifest::Artifact {

@@ -32,7 +32,7 @@ use k8r_core::manifest::Manifest;
 use k8r_core::Disk;
 
 use super::error::{from_fat, from_tar, ReadContext, UpgradeError};
-use super::image::zero_head;
+use super::image::{device, zero_head};
 use super::source::ArtifactSource;
 use super::stream::{verified, Digests};
 use super::tar::{ConfinedTar, EntryKind, TarLimits};
@@ -49,6 +49,9 @@ pub struct BootWriteOptions<'a> {
     pub progress: &'a dyn Progress,
     /// Read every file back after the FAT is finished and compare its hash.
     pub verify_readback: bool,
+    /// Called before the read-back to drop the target's cached pages (see
+    /// [`WriteOptions::drop_cache`](super::WriteOptions::drop_cache)).
+    pub drop_cache: Option<&'a dyn Fn() -> std::io::Result<()>>,
 }
 
 impl std::fmt::Debug for BootWriteOptions<'_> {
@@ -58,6 +61,7 @@ impl std::fmt::Debug for BootWriteOptions<'_> {
             .field("limits", &self.limits)
             .field("decode_threads", &self.decode_threads)
             .field("verify_readback", &self.verify_readback)
+            .field("drop_cache", &self.drop_cache.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -118,6 +122,9 @@ pub fn write_boot(
     let write_time = started.elapsed();
     // 6. What the FAT holds, not what we meant to write.
     if opts.verify_readback {
+        if let Some(drop_cache) = opts.drop_cache {
+            device(target, "dropping cached pages", 0, |_| drop_cache())?;
+        }
         read_back(target, &files)?;
     }
     Ok(BootReport { files, dirs, digests, read_back: opts.verify_readback, write_time })

@@ -83,10 +83,14 @@ pub(crate) fn verified<T>(
     }
     let counted = ProgressReader::new(opened.reader, progress);
     let mut compressed = HashReader::new(LimitReader::new(counted, artifact.size, artifact.file.clone()));
-    let decoded = decode(&mut compressed, artifact, threads, cx, consume);
-    let (value, raw_sha256, raw_bytes) = decoded.map_err(|e| truncation(e, compressed.count(), cx))?;
-    drain(&mut compressed).map_err(|e| classify_read(cx, io::Error::new(e.kind(), FromSource(e))))?;
+    let decoded = decode(&mut compressed, artifact, threads, cx, consume)
+        .map_err(|e| truncation(e, compressed.count(), cx))
+        .and_then(|decoded| {
+            drain(&mut compressed).map_err(|e| classify_read(cx, io::Error::new(e.kind(), FromSource(e))))?;
+            Ok(decoded)
+        });
     progress.finish();
+    let (value, raw_sha256, raw_bytes) = decoded?;
     let (compressed_sha256, compressed_bytes, _) = compressed.finish();
     let digests = Digests { compressed_bytes, compressed_sha256, raw_bytes, raw_sha256 };
     compare(cx, artifact, &digests)?;
