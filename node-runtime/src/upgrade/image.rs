@@ -101,6 +101,7 @@ pub fn write_image(
         verified(opened, artifact, opts.decode_threads, opts.progress, |raw, cx| copy_after_head(raw, target, cx))?;
     // 4. Only now the head, then a barrier.
     device(target, "writing the head", 0, |t| t.write_all_at(&head, 0))?;
+    drop(head);
     device(target, "syncing", 0, |t| t.sync())?;
     let stream_time = started.elapsed();
     // 5. What the target holds, not what we meant to write.
