@@ -3,6 +3,9 @@
 //! artifact, no space, refused, the disk failed). Also the one place that
 //! turns an `io::Error` from deep inside the reader stack back into what
 //! happened (network, truncated or oversized artifact, corrupt data).
+//!
+//! What this module must not do: lose the cause. An error it cannot place
+//! keeps its `io::Error` as the source, so the chain still names it.
 
 use std::fmt;
 use std::io;
