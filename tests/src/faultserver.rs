@@ -39,6 +39,14 @@ pub struct Faults {
     pub short_body_always: bool,
     /// Flip one bit of the body at this offset (every response).
     pub flip_bit_at: Option<u64>,
+    /// Apply the faults only to requests for this path, counting only those
+    /// requests for `fail_first`, `drop_times` and `stall`; other paths are
+    /// served cleanly (so a manifest fetch does not use up a fault meant for
+    /// an artifact).
+    pub only_path: Option<String>,
+    /// Send no `Content-Length` and end the body by closing the connection,
+    /// so the client cannot know the length in advance.
+    pub close_delimited: bool,
 }
 
 /// One recorded request.
@@ -57,6 +65,8 @@ struct Shared {
     files: BTreeMap<String, Vec<u8>>,
     faults: Faults,
     requests: Vec<Request>,
+    /// Requests for `Faults::only_path` so far.
+    only_path_served: u32,
 }
 
 /// A running server; stops when dropped.
@@ -74,7 +84,7 @@ impl FaultServer {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         listener.set_nonblocking(true)?;
-        let shared = Arc::new(Mutex::new(Shared { files, faults, requests: Vec::new() }));
+        let shared = Arc::new(Mutex::new(Shared { files, faults, requests: Vec::new(), only_path_served: 0 }));
         let stop = Arc::new(AtomicBool::new(false));
         let served = Arc::new(AtomicU32::new(0));
         let thread = {
@@ -147,10 +157,26 @@ fn handle(stream: TcpStream, shared: &Mutex<Shared>, served: &AtomicU32) -> std:
                 }
             }
         }
-        let n = served.fetch_add(1, Ordering::SeqCst);
+        let mut n = served.fetch_add(1, Ordering::SeqCst);
         let (faults, body) = {
             let mut s = shared.lock().map_err(|_| std::io::Error::other("poisoned"))?;
             s.requests.push(Request { method: method.clone(), path: path.clone(), range: range.clone() });
+            match s.faults.only_path.clone() {
+                Some(only) if only == path => {
+                    n = s.only_path_served;
+                    s.only_path_served += 1;
+                }
+                Some(_) => {
+                    let body = s.files.get(&path).cloned();
+                    drop(s);
+                    let mut out = stream.try_clone()?;
+                    if !respond(&mut out, 0, &Faults::default(), body, range.as_deref(), &method)? {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                None => {}
+            }
             let mut body = s.files.get(&path).cloned();
             if s.faults.change_after_first && n > 0 {
                 if let Some(b) = body.as_mut() {
@@ -210,8 +236,12 @@ fn respond(
     };
     let slice = &body[from.min(total) as usize..];
     let announced = if f.short_body_always { slice.len() as u64 + 100 } else { slice.len() as u64 };
-    let mut head =
-        format!("HTTP/1.1 {code} X\r\nContent-Length: {announced}\r\nETag: {etag}\r\nAccept-Ranges: bytes\r\n");
+    let length = if f.close_delimited {
+        "Connection: close\r\n".to_string()
+    } else {
+        format!("Content-Length: {announced}\r\n")
+    };
+    let mut head = format!("HTTP/1.1 {code} X\r\n{length}ETag: {etag}\r\nAccept-Ranges: bytes\r\n");
     if code == 206 {
         head.push_str(&format!("Content-Range: bytes {from}-{}/{total}\r\n", total.saturating_sub(1)));
     }
@@ -232,5 +262,5 @@ fn respond(
         return Ok(false);
     }
     out.write_all(slice)?;
-    Ok(!f.short_body_always)
+    Ok(!f.short_body_always && !f.close_delimited)
 }
