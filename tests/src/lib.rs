@@ -2,3 +2,4 @@
 //! fault knobs, vendor-image fixtures, and the QEMU harness.
 
 pub mod faultserver;
+pub mod vm;
