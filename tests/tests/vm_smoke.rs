@@ -26,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use k8r_config::Arch;
 use k8r_core::cmd;
 use k8r_tests::faultserver::{FaultServer, Faults};
-use k8r_tests::vm::firmware::firmware_boot_files;
+use k8r_tests::vm::power_on;
 use k8r_tests::vm::qemu::{Exit, GuestEnd, GuestFwd, Machine, Running, GUEST_HTTP};
 use k8r_tests::vm::vendor::{debian_vendor_image, vendor_env};
 
@@ -66,19 +66,39 @@ fn nonce() -> String {
     format!("pong-{}-{t}", std::process::id())
 }
 
-fn expect_line(run: &Running, arch: Arch, pattern: &str) -> String {
+/// Wait for `pattern` (a prompt, or the start of a line still being printed).
+fn expect(run: &Running, arch: Arch, pattern: &str) -> String {
     match run.wait_for(pattern, line_timeout(arch)) {
         Ok(seen) => seen.line,
         Err(e) => panic!("{arch}: {e}"),
     }
 }
 
+/// Wait for the whole console line holding `pattern`.
+fn expect_line(run: &Running, arch: Arch, pattern: &str) -> String {
+    match run.wait_for_line(pattern, line_timeout(arch)) {
+        Ok(seen) => seen.line,
+        Err(e) => panic!("{arch}: {e}"),
+    }
+}
+
+/// The number printed right after `pattern` (a console line may carry other
+/// output around it, e.g. the autologin shell's prompt).
+fn number_after(run: &Running, arch: Arch, pattern: &str) -> u64 {
+    let seen = match run.wait_for_line(pattern, line_timeout(arch)) {
+        Ok(seen) => seen,
+        Err(e) => panic!("{arch}: {e}"),
+    };
+    let rest = run.console_from(seen.offset);
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().unwrap_or_else(|_| panic!("{arch}: no number after {pattern:?} in {:?}", seen.line))
+}
+
 fn boot(arch: Arch, disk: &Path, dir: &Path, n: u32, extra: &str, net: Option<GuestFwd>) -> Machine {
-    // The harness is the firmware: read the boot FAT anew before every boot.
-    let files = firmware_boot_files(disk, &dir.join(format!("boot{n}"))).expect("firmware step");
-    assert!(files.cmdline.contains("root=LABEL=RASPIROOT"), "{}", files.cmdline);
-    let mut m = Machine::new(arch, disk, &files, &dir.join(format!("serial-boot{n}.log")));
-    m.append = format!("{} {extra}", files.cmdline);
+    // The harness is the firmware: it reads the boot FAT anew before every boot.
+    let mut m = power_on(arch, disk, dir, n).expect("firmware step");
+    assert!(m.append.contains("root=LABEL=RASPIROOT"), "{}", m.append);
+    m.append = format!("{} {extra}", m.append);
     m.net = net;
     m.timeout = line_timeout(arch) * 3;
     m
@@ -123,21 +143,23 @@ fn smoke(arch: Arch) {
     // Boot 1: login, probe, reboot typed at the console.
     let probe = format!("k8r.probe=http://{GUEST_HTTP}/ping k8r.probe.deny=10.0.2.2:{decoy_port},1.1.1.1:80");
     let run = boot(arch, &disk, dir.path(), 1, &probe, net).start().expect("start boot 1");
-    let banner = expect_line(&run, arch, "Linux version");
+    expect(&run, arch, "Linux version");
     t.done("boot 1: kernel banner");
-    eprintln!("vm-smoke[{arch}]: {}", banner.get(banner.find("Linux version").unwrap_or(0)..).unwrap_or(&banner));
-    expect_line(&run, arch, "login:");
+    expect(&run, arch, "login:");
     t.done("boot 1: login prompt");
-    assert!(expect_line(&run, arch, "k8r-probe: boot=").ends_with("boot=1"));
+    // Complete by now (it was still being printed when first seen).
+    let banner = expect_line(&run, arch, "Linux version");
+    eprintln!("vm-smoke[{arch}]: {}", banner.get(banner.find("Linux version").unwrap_or(0)..).unwrap_or(&banner));
+    assert_eq!(number_after(&run, arch, "k8r-probe: boot="), 1, "first boot of a fresh image");
     let got = expect_line(&run, arch, "k8r-probe: get ");
-    assert!(got.ends_with(&format!("status=200 body={body}")), "guestfwd HTTP: {got}");
+    assert!(got.contains(&format!("status=200 body={body}")), "guestfwd HTTP: {got}");
     let gw = expect_line(&run, arch, &format!("k8r-probe: connect 10.0.2.2:{decoy_port} -> "));
-    assert!(gw.ends_with("blocked"), "host loopback must be unreachable: {gw}");
+    assert!(gw.contains(&format!("10.0.2.2:{decoy_port} -> blocked")), "host loopback must be unreachable: {gw}");
     let inet = expect_line(&run, arch, "k8r-probe: connect 1.1.1.1:80 -> ");
-    assert!(inet.ends_with("blocked"), "the internet must be unreachable: {inet}");
+    assert!(inet.contains("1.1.1.1:80 -> blocked"), "the internet must be unreachable: {inet}");
     expect_line(&run, arch, "k8r-probe: done");
     t.done("boot 1: probe (guestfwd ok, rest blocked)");
-    expect_line(&run, arch, "root@k8r-vendor");
+    expect(&run, arch, "root@k8r-vendor");
     run.send("systemctl reboot\n").expect("type at the console");
     let out = run.wait().expect("boot 1 outcome");
     assert_eq!((out.exit, out.end), (Exit::Exited(0), GuestEnd::Reboot), "{}", out.serial_tail);
@@ -148,14 +170,14 @@ fn smoke(arch: Arch) {
     // Boot 2: the firmware step again; the disk kept boot 1's writes.
     // With a network: the probe waits for network-online.target.
     let run = boot(arch, &disk, dir.path(), 2, "k8r.probe.then=poweroff", net).start().expect("start boot 2");
-    assert!(expect_line(&run, arch, "k8r-probe: boot=").ends_with("boot=2"), "boot 1's write survived");
+    assert_eq!(number_after(&run, arch, "k8r-probe: boot="), 2, "boot 1's write survived the reboot");
     let out = run.wait().expect("boot 2 outcome");
     assert_eq!((out.exit, out.end), (Exit::Exited(0), GuestEnd::PowerOff), "{}", out.serial_tail);
     t.done("boot 2: boot count 2, power off");
 
     // Boot 3: a power cut while systemd starts.
     let run = boot(arch, &disk, dir.path(), 3, "", None).start().expect("start boot 3");
-    expect_line(&run, arch, "Welcome to ");
+    expect(&run, arch, "Welcome to ");
     let out = run.kill().expect("boot 3 outcome");
     assert_eq!(out.exit, Exit::Killed);
     assert_eq!(out.end, GuestEnd::Unknown);

@@ -23,8 +23,9 @@
 set -Eeuo pipefail
 
 readonly SUITE=bookworm
-# Fixed identifiers, so two runs on the same mirror state give the same disk
-# and tests can name them. "k8rv" in ASCII.
+# Fixed identifiers, so tests can name them and two images differ only where
+# their content does ("k8rv" in ASCII). Not bit-for-bit reproducible: the
+# mirror moves, and mke2fs -d follows the host's directory order.
 readonly DISK_ID=0x6b387276
 readonly FAT_VOLID=6B387276
 readonly FAT_START_MIB=4
@@ -94,8 +95,12 @@ hook_customize() {
 	chroot "$root" passwd --delete root >/dev/null
 	chroot "$root" systemctl enable --quiet systemd-networkd.service k8r-vm-probe.service
 	# A small explicit initramfs: MODULES=dep cannot see the target disk from a
-	# chroot, and MODULES=most costs minutes under qemu-user and ~30 MB.
-	printf 'MODULES=list\nCOMPRESS=gzip\n' >"$root/etc/initramfs-tools/conf.d/k8r-vm.conf"
+	# chroot, and MODULES=most costs minutes under qemu-user and tens of MB.
+	# gzip: zstd is not in the image, and qemu-aarch64 here hangs on threads.
+	# FSTYPE: the fsck hook cannot resolve LABEL=RASPIROOT in a chroot; name
+	# the type so the initramfs checks the root before mounting it, as
+	# Debian's Pi images do (fsck.repair=yes on their command line).
+	printf 'MODULES=list\nCOMPRESS=gzip\nFSTYPE=ext4\n' >"$root/etc/initramfs-tools/conf.d/k8r-vm.conf"
 	printf '%s\n' virtio_pci virtio_blk virtio_net virtio_scsi ext4 crc32c_generic vfat nls_cp437 nls_ascii \
 		>"$root/etc/initramfs-tools/modules"
 	if [ "$arch" = arm64 ]; then
@@ -107,7 +112,9 @@ hook_customize() {
 	rm "$root/usr/sbin/update-initramfs"
 	chroot "$root" dpkg-divert --quiet --local --rename \
 		--divert /usr/sbin/update-initramfs.k8r-deferred --remove /usr/sbin/update-initramfs
+	local t0=$SECONDS
 	chroot "$root" update-initramfs -c -k all
+	log "update-initramfs (once, after all packages): $((SECONDS - t0)) s"
 	[ "$arch" = arm64 ] || populate_firmware_amd64 "$root"
 	[ -z "${K8R_VM_DEB_CACHE:-}" ] || prune_deb_cache "$root"
 }
@@ -202,7 +209,7 @@ bootstrap() {
 	local customize=(--customize-hook="\"$self\" --hook customize \"\$1\" $arch")
 	[ -z "${K8R_VM_DEB_CACHE:-}" ] ||
 		customize+=(--customize-hook="sync-out /var/cache/apt/archives $K8R_VM_DEB_CACHE")
-	mmdebstrap --mode=unshare --variant=minbase --architectures="$arch" \
+	run_interruptible mmdebstrap --mode=unshare --variant=minbase --architectures="$arch" \
 		--include="systemd-sysv,udev,kmod,dbus,initramfs-tools,e2fsprogs,dosfstools,util-linux,iproute2,procps,netbase,$kernel$extra" \
 		--dpkgopt='path-exclude=/usr/share/man/*' \
 		--dpkgopt='path-exclude=/usr/share/info/*' \
@@ -210,6 +217,8 @@ bootstrap() {
 		--dpkgopt='path-include=/usr/share/locale/locale.alias' \
 		--dpkgopt='path-exclude=/usr/share/doc/*' \
 		--dpkgopt='path-include=/usr/share/doc/*/copyright' \
+		--dpkgopt='path-exclude=/usr/lib/linux-image-*/*' \
+		--dpkgopt='path-include=/usr/lib/linux-image-*/broadcom/*' \
 		"${module_opts[@]}" \
 		"${cache_opts[@]}" \
 		--essential-hook="\"$self\" --hook essential \"\$1\"" \
@@ -227,7 +236,8 @@ split_root() {
 	# Not part of a vendor image: mmdebstrap copied them from this host.
 	rm -f "$root/etc/resolv.conf"
 	log "largest parts of the root:"
-	du -x -k -d 3 "$root" | sort -rn | head -n 15 | sed 's/^/    /' >&2
+	# sed reads all of its input: no SIGPIPE for sort under pipefail.
+	du -x -k -d 3 "$root" | sort -rn | sed -n '1,15s/^/    /p' >&2
 	find "$work/fat" -exec touch --no-dereference --date="@$SOURCE_DATE_EPOCH" {} +
 }
 
@@ -306,15 +316,57 @@ env_value() { sed -n "s/^$1=//p" "$out/vendor.env"; }
 # Refuses to delete anything with a mount below it (a mount would mean the
 # namespace isolation failed; deleting through it could wipe host files).
 cleanup() {
-	local status=$?
+	local status=$? mounts
 	[ -n "${work:-}" ] && [ -d "$work" ] || exit "$status"
-	if findmnt -rn -o TARGET | grep -q "^$work"; then
+	mounts=$(findmnt -rn -o TARGET | grep -F "$work" || true)
+	if [ -n "$mounts" ]; then
 		log "mounts left under $work; not deleting it:"
-		findmnt -rn -o TARGET | grep "^$work" >&2
+		printf '%s\n' "$mounts" >&2
 		exit 1
 	fi
 	rm -rf --one-file-system "$work"
 	exit "$status"
+}
+
+# On SIGTERM/SIGINT/SIGHUP (the test harness's timeout, or its death via
+# setpriv --pdeathsig): stop mmdebstrap, then the EXIT trap removes the work
+# directory. mmdebstrap finishes its current step on SIGTERM (minutes), so
+# it gets 10 s and then SIGKILL; its mounts live in its own namespace and
+# vanish with it.
+interrupted() {
+	trap - TERM INT HUP
+	log "interrupted; stopping"
+	if [ -n "${child:-}" ]; then
+		kill -TERM "$child" 2>/dev/null || true
+		local _
+		for _ in $(seq 50); do
+			kill -0 "$child" 2>/dev/null || break
+			sleep 0.2
+		done
+		kill_tree "$child" KILL
+		wait "$child" 2>/dev/null || true
+	fi
+	exit 143
+}
+
+# kill_tree PID SIGNAL: children first, so none is reparented out of reach.
+kill_tree() {
+	local kid
+	for kid in $(ps -o pid= --ppid "$1" 2>/dev/null); do
+		kill_tree "$kid" "$2"
+	done
+	kill -"$2" "$1" 2>/dev/null || true
+}
+
+# Run a long command in the background and wait for it, so the traps above
+# run at once (bash defers traps until a foreground command finishes).
+run_interruptible() {
+	"$@" &
+	child=$!
+	local status=0
+	wait "$child" || status=$?
+	child=""
+	return "$status"
 }
 
 main() {
@@ -323,12 +375,13 @@ main() {
 	out=$2
 	case "$arch" in amd64 | arm64) ;; *) die "ARCH must be amd64 or arm64, not $arch" ;; esac
 	[ "$(id -u)" = 0 ] || die "must run as root (mmdebstrap --mode=unshare as root)"
-	need mmdebstrap mke2fs e2fsck mkfs.vfat fsck.fat mcopy mdir sfdisk findmnt
+	need mmdebstrap ps mke2fs e2fsck mkfs.vfat fsck.fat mcopy mdir sfdisk findmnt
 	mkdir -p "$out"
 	out=$(cd "$out" && pwd)
 	: >"$out/timings.txt"
 	work="$out/.work"
 	trap cleanup EXIT
+	trap interrupted TERM INT HUP
 	rm -rf --one-file-system "$work"
 	mkdir -p "$work"
 

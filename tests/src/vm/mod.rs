@@ -14,3 +14,20 @@
 pub mod firmware;
 pub mod qemu;
 pub mod vendor;
+
+use std::path::Path;
+
+use anyhow::Context;
+use k8r_config::Arch;
+
+/// Power-on number `n` of `disk`, with the harness as the firmware: read the
+/// boot FAT anew (as the Pi firmware does at every power-on, so whatever the
+/// guest changed there counts) and return a [`qemu::Machine`] booting what it
+/// selects, with its files in `dir/boot{n}/` and its console in
+/// `dir/serial-boot{n}.log`. Callers adjust the machine (network, timeout,
+/// extra kernel arguments) before starting it.
+pub fn power_on(arch: Arch, disk: &Path, dir: &Path, n: u32) -> anyhow::Result<qemu::Machine> {
+    let files = firmware::firmware_boot_files(disk, &dir.join(format!("boot{n}")))
+        .with_context(|| format!("firmware step before boot {n} of {}", disk.display()))?;
+    Ok(qemu::Machine::new(arch, disk, &files, &dir.join(format!("serial-boot{n}.log"))))
+}

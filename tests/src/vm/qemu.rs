@@ -448,30 +448,62 @@ impl Running {
         String::from_utf8_lossy(&self.shared.lock().console).into_owned()
     }
 
-    /// Wait until `pattern` appears anywhere on this boot's console.
+    /// The console from absolute offset `from` on (e.g. [`Seen::offset`]: what
+    /// follows a match), as text with escape sequences removed.
+    pub fn console_from(&self, from: usize) -> String {
+        let s = self.shared.lock();
+        let start = from.max(s.dropped) - s.dropped;
+        strip_ansi(&s.console[start.min(s.console.len())..])
+    }
+
+    /// Wait until `pattern` appears anywhere on this boot's console (a
+    /// prompt without a newline counts; [`Seen::line`] may be partial).
     pub fn wait_for(&self, pattern: &str, timeout: Duration) -> Result<Seen, WaitError> {
-        self.wait_for_from(0, pattern, timeout)
+        self.await_pattern(0, pattern, timeout, false)
     }
 
     /// Wait until `pattern` appears on the console at or after offset `from`
     /// (e.g. [`Seen::offset`] of an earlier match).
     pub fn wait_for_from(&self, from: usize, pattern: &str, timeout: Duration) -> Result<Seen, WaitError> {
+        self.await_pattern(from, pattern, timeout, false)
+    }
+
+    /// Like [`Running::wait_for`], but only returns once the line holding the
+    /// match is complete (its newline arrived), so [`Seen::line`] is whole:
+    /// a match can arrive before the rest of its line does.
+    pub fn wait_for_line(&self, pattern: &str, timeout: Duration) -> Result<Seen, WaitError> {
+        self.await_pattern(0, pattern, timeout, true)
+    }
+
+    fn await_pattern(
+        &self,
+        from: usize,
+        pattern: &str,
+        timeout: Duration,
+        whole_line: bool,
+    ) -> Result<Seen, WaitError> {
         let deadline = Instant::now() + timeout;
         let needle = pattern.as_bytes();
         let mut scan_from = from;
         let mut s = self.shared.lock();
         loop {
             let start = scan_from.max(s.dropped) - s.dropped;
-            if let Some(i) = find(&s.console[start.min(s.console.len())..], needle) {
-                let at = start + i;
-                return Ok(Seen {
-                    offset: s.dropped + at + needle.len(),
-                    line: line_around(&s.console, at),
-                    at: self.started.elapsed(),
-                });
+            let found = find(&s.console[start.min(s.console.len())..], needle).map(|i| start + i);
+            match found {
+                Some(at) if !whole_line || s.console[at..].contains(&b'\n') => {
+                    return Ok(Seen {
+                        offset: s.dropped + at + needle.len(),
+                        line: line_around(&s.console, at),
+                        at: self.started.elapsed(),
+                    });
+                }
+                // Matched, but its line is still being printed: look here again.
+                Some(at) => scan_from = s.dropped + at,
+                // Next time, only look at what is new (plus a possible straddle).
+                None => {
+                    scan_from = (s.dropped + s.console.len()).saturating_sub(needle.len().saturating_sub(1)).max(from)
+                }
             }
-            // Next time, only look at what is new (plus a possible straddle).
-            scan_from = (s.dropped + s.console.len()).saturating_sub(needle.len().saturating_sub(1)).max(from);
             if s.finished() {
                 let (exit, _) = s.exit.unwrap_or((Exit::Exited(-1), Duration::ZERO));
                 return Err(WaitError::Ended {
@@ -903,6 +935,7 @@ mod tests {
         let (dir, r) = fake("echo 'Linux version 6.1'; sleep 0.2; printf 'k8r-vendor login: '; sleep 0.2; echo; echo 'reboot: Restarting system'", Duration::from_secs(20));
         let first = r.wait_for("Linux version", Duration::from_secs(10)).expect("banner");
         assert_eq!(first.line, "Linux version 6.1");
+        assert!(r.console_from(first.offset).starts_with(" 6.1\n"), "{:?}", r.console_from(first.offset));
         let login = r.wait_for_from(first.offset, "login:", Duration::from_secs(10)).expect("login");
         assert_eq!(login.line, "k8r-vendor login:");
         assert!(
@@ -914,6 +947,16 @@ mod tests {
         assert_eq!(out.end, GuestEnd::Reboot);
         let log = fs::read_to_string(dir.path().join("serial.log")).expect("log");
         assert!(log.starts_with("Linux version 6.1\nk8r-vendor login: \nreboot: Restarting system"), "{log:?}");
+    }
+
+    #[test]
+    fn a_line_wait_returns_whole_lines_only() {
+        let (_dir, r) = fake("printf 'k8r-probe: boot='; sleep 0.5; echo 12", Duration::from_secs(20));
+        let early = r.wait_for("k8r-probe: boot=", Duration::from_secs(10)).expect("pattern");
+        assert_eq!(early.line, "k8r-probe: boot=", "wait_for returns as soon as the pattern is there");
+        let whole = r.wait_for_line("k8r-probe: boot=", Duration::from_secs(10)).expect("line");
+        assert_eq!(whole.line, "k8r-probe: boot=12");
+        assert_eq!(r.console_from(whole.offset), "12\n");
     }
 
     #[test]

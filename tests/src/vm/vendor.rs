@@ -245,8 +245,12 @@ fn generate(g: &Generator, tmp: &Path) -> anyhow::Result<()> {
     let log = File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
     let err_log = log.try_clone().with_context(|| format!("opening {} twice", log_path.display()))?;
     eprintln!("vm: generating the {} vendor image with {} (log: {})", g.arch, g.script.display(), log_path.display());
-    let mut cmd = Command::new(&g.script);
-    cmd.arg(debian_arch(g.arch))
+    let mut cmd = Command::new("setpriv");
+    // SIGTERM to the script if this thread dies (test aborted): its trap
+    // stops mmdebstrap and removes the work directory.
+    cmd.args(["--pdeathsig", "TERM", "--"])
+        .arg(&g.script)
+        .arg(debian_arch(g.arch))
         .arg(tmp)
         .env("K8R_VM_DEB_CACHE", &debs)
         .stdin(Stdio::null())
