@@ -34,9 +34,9 @@ pub const SUITE: &str = "bookworm";
 /// The image file inside a cache entry.
 pub const IMAGE_FILE: &str = "vendor.img";
 
-/// How long one generation may take before it is stopped. arm64 runs every
-/// maintainer script under qemu-user; on a busy 2-core machine that took
-/// ~11 minutes before the initramfs was deferred, so leave a wide margin.
+/// How long one generation may take before it is stopped. On a busy 2-core
+/// machine amd64 took 2-3.5 minutes and arm64 (every maintainer script under
+/// qemu-user) 9-12; the limits leave room for a slow mirror.
 pub fn generation_timeout(arch: Arch) -> Duration {
     match arch {
         Arch::X86_64 => Duration::from_secs(30 * 60),
