@@ -81,19 +81,36 @@ fn main() {
     // 1. k8r build.
     let ours = measure(
         "k8r build",
-        Command::new(env!("CARGO_BIN_EXE_k8r")).arg("build").arg("--config").arg(&cfg).arg("--node-binary").arg(&node).arg("-o").arg(&out),
+        Command::new(env!("CARGO_BIN_EXE_k8r"))
+            .arg("build")
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--node-binary")
+            .arg(&node)
+            .arg("-o")
+            .arg(&out),
     );
     // 2. The floor: the same golden root through xz at the same settings.
     let golden = work.join("golden.raw");
     sh(&format!("xz -dc {} > {}", out.join("image.img.xz").display(), golden.display()));
     let floor = measure(
         "xz floor",
-        Command::new("sh").arg("-c").arg(format!("xz -T{threads} -6 --block-size=32MiB -c {} > /dev/null", golden.display())),
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("xz -T{threads} -6 --block-size=32MiB -c {} > /dev/null", golden.display())),
     );
     let mut runs = vec![ours, floor];
     // 3. The k8r-style sequence (root: loop devices and mounts).
     if nix::unistd::geteuid().is_root() {
-        runs.push(measure("k8r-style shell", Command::new("bash").arg(root.join("builder/benches/k8r-style.sh")).arg(&vendor).arg(&node).arg(&comps).arg(work.join("k8r-style"))));
+        runs.push(measure(
+            "k8r-style shell",
+            Command::new("bash")
+                .arg(root.join("builder/benches/k8r-style.sh"))
+                .arg(&vendor)
+                .arg(&node)
+                .arg(&comps)
+                .arg(work.join("k8r-style")),
+        ));
     } else {
         eprintln!("k8r-style baseline skipped: needs root (loop devices, mount)");
     }
@@ -103,7 +120,11 @@ fn main() {
 fn report(runs: &[Run], golden: &Path) {
     let floor = runs[1].wall;
     let size = std::fs::metadata(golden).map(|m| m.len()).unwrap_or(0);
-    println!("\nbuilder benchmark: golden root {:.0} MiB, {} threads", size as f64 / (1 << 20) as f64, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
+    println!(
+        "\nbuilder benchmark: golden root {:.0} MiB, {} threads",
+        size as f64 / (1 << 20) as f64,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+    );
     println!("{:<18} {:>9} {:>9} {:>12}", "run", "wall s", "× floor", "peak RSS MiB");
     for r in runs {
         println!("{:<18} {:>9.1} {:>9.2} {:>12.0}", r.name, r.wall, r.wall / floor, r.rss_mib);
@@ -113,6 +134,8 @@ fn report(runs: &[Run], golden: &Path) {
         "goals: ≤ 1.2× floor: {}; peak RSS ≤ 512 MiB: {}{}",
         if ours.wall <= 1.2 * floor { "met" } else { "MISSED" },
         if ours.rss_mib <= 512.0 { "met" } else { "MISSED" },
-        runs.get(2).map(|k| format!("; faster than k8r-style: {}", if ours.wall < k.wall { "met" } else { "MISSED" })).unwrap_or_default()
+        runs.get(2)
+            .map(|k| format!("; faster than k8r-style: {}", if ours.wall < k.wall { "met" } else { "MISSED" }))
+            .unwrap_or_default()
     );
 }

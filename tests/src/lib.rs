@@ -4,4 +4,5 @@
 pub mod faultserver;
 pub mod fixtures;
 pub mod root;
+pub mod vm;
 pub mod workspace;

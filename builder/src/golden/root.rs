@@ -109,7 +109,9 @@ pub fn plan(mut inputs: GoldenInputs<'_>, vendor: &Ext4Fs) -> anyhow::Result<(Ro
         containerd,
         insecure_registries: &inputs.cfg.containerd.insecure_registries,
     };
-    for entry in k8r_core::kube::units::node_files(&spec).context("generating the kubelet and containerd configuration")? {
+    for entry in
+        k8r_core::kube::units::node_files(&spec).context("generating the kubelet and containerd configuration")?
+    {
         match entry {
             k8r_core::kube::units::RootEntry::File { path, mode, contents } => {
                 edits.text(&path, contents, mode as u16);
