@@ -609,7 +609,7 @@ fn defaults() {
     assert_eq!((l.config, l.boot, l.data), (Bytes::mib(64), Bytes::mib(256), Bytes::mib(1024)));
     assert_eq!((l.working, l.image, l.disk), (SizeSpec::Auto, SizeSpec::Auto, SizeSpec::Auto));
     assert_eq!(c.output.dir, PathBuf::from("images"), "output.dir is relative to the current directory");
-    assert_eq!((c.output.level, c.output.block_size), (6, Some(Bytes::mib(32))));
+    assert_eq!((c.output.level, c.output.block_size), (6, Some(Bytes::mib(8))));
     assert_eq!(c.node.firmware, Firmware::Auto);
     assert_eq!(c.node.console, None);
     assert!(c.join.is_none() && c.extra.is_empty());
@@ -826,7 +826,7 @@ url = "https://github.com/containernetworking/plugins/releases/download/v{versio
 dir = "images"
 compression = "xz"
 level = 6
-block-size = "32MiB"
+block-size = "8MiB"
 
 [node]
 firmware = "auto"

@@ -105,7 +105,7 @@ impl Default for EncodeOptions {
             format: Compression::Xz,
             level: 6,
             threads: std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(2),
-            block_size: 32 << 20,
+            block_size: 8 << 20,
         }
     }
 }

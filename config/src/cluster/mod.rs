@@ -272,7 +272,8 @@ pub struct Output {
     pub compression: OutputCompression,
     /// xz preset 0–9 (default 6) or zstd level 1–19 (default 19).
     pub level: u32,
-    /// xz block size (default 32 MiB); `None` for zstd.
+    /// xz block size (default 8 MiB: two decode threads on a node stay
+    /// within 64 MiB); `None` for zstd.
     pub block_size: Option<Bytes>,
 }
 

@@ -693,7 +693,7 @@ fn output(r: RawOutput) -> R<Output> {
             return Err(ConfigError::bad("output.block-size", &b, "applies to xz only"))
         }
         (OutputCompression::Zstd, None) => None,
-        (OutputCompression::Xz, b) => Some(block_size(b.as_deref().unwrap_or("32MiB"))?),
+        (OutputCompression::Xz, b) => Some(block_size(b.as_deref().unwrap_or("8MiB"))?),
     };
     Ok(Output { dir: PathBuf::from(dir), compression, level: level as u32, block_size })
 }
