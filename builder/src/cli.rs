@@ -28,9 +28,53 @@ pub enum Command {
     Plan(PlanArgs),
     /// Describe a vendor or golden image: partitions, boot files, root.
     Inspect(InspectArgs),
+    /// Write a node's seed (hostname, role, join, SSH keys) onto a golden
+    /// image file or a flashed card.
+    Seed(SeedArgs),
     /// Work with cluster configs.
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+/// `k8r seed`.
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    /// The golden image file or the card's block device.
+    #[arg(value_name = "IMAGE|DEVICE")]
+    pub target: PathBuf,
+    /// Start from this seed file (e.g. the one `k8r-node join-command` prints); flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub from: Option<PathBuf>,
+    /// The node's hostname (and Kubernetes node name).
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+    /// What the node becomes on first boot.
+    #[arg(long, value_name = "ROLE", value_parser = ["control-plane", "worker"])]
+    pub role: Option<String>,
+    /// Control-plane endpoint to join (host:port).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub join: Option<String>,
+    /// Bootstrap token for the join (moved to the data partition on first boot).
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// The cluster CA's public-key pin (sha256:…); required with a token.
+    #[arg(long, value_name = "HASH")]
+    pub ca_cert_hash: Option<String>,
+    /// Certificate key for joining as another control plane.
+    #[arg(long, value_name = "KEY")]
+    pub certificate_key: Option<String>,
+    /// An SSH public key for the login user (repeatable; @FILE reads a file).
+    #[arg(long = "ssh-key", value_name = "KEY|@FILE")]
+    pub ssh_keys: Vec<String>,
+    /// The address the node advertises.
+    #[arg(long, value_name = "IP")]
+    pub node_ip: Option<String>,
+    /// A node label KEY=VALUE (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Print the seed on the target instead of writing one.
+    #[arg(long)]
+    pub show: bool,
 }
 
 /// `k8r build`.
@@ -118,6 +162,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Build(a) => build(a),
         Command::Plan(a) => plan(a),
         Command::Inspect(a) => inspect(a),
+        Command::Seed(a) => seed(a),
         Command::Config(ConfigCommand::Import(a)) => import(a),
         Command::Config(ConfigCommand::Check(a)) => check(a),
     }
@@ -174,6 +219,72 @@ fn inspect(a: InspectArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{report}");
+    }
+    Ok(())
+}
+
+fn seed(a: SeedArgs) -> anyhow::Result<()> {
+    if a.show {
+        match crate::seed::read(&a.target)? {
+            Some(s) => print!("{}", s.render()),
+            None => println!("{} has no seed yet", a.target.display()),
+        }
+        return Ok(());
+    }
+    let mut doc: toml::Table = match &a.from {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            text.parse().with_context(|| format!("parsing {}", p.display()))?
+        }
+        None => toml::Table::new(),
+    };
+    let put = |t: &mut toml::Table, k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            t.insert(k.into(), toml::Value::String(v));
+        }
+    };
+    put(&mut doc, "hostname", a.hostname);
+    put(&mut doc, "role", a.role);
+    put(&mut doc, "node-ip", a.node_ip);
+    if a.join.is_some() || a.token.is_some() || a.ca_cert_hash.is_some() || a.certificate_key.is_some() {
+        let mut join = doc.remove("join").and_then(|j| j.as_table().cloned()).unwrap_or_default();
+        put(&mut join, "endpoint", a.join);
+        put(&mut join, "token", a.token);
+        put(&mut join, "ca-cert-hash", a.ca_cert_hash);
+        put(&mut join, "certificate-key", a.certificate_key);
+        doc.insert("join".into(), toml::Value::Table(join));
+    }
+    if !a.ssh_keys.is_empty() {
+        let mut keys = Vec::new();
+        for k in a.ssh_keys {
+            match k.strip_prefix('@') {
+                Some(p) => {
+                    let text = std::fs::read_to_string(p).with_context(|| format!("reading {p}"))?;
+                    keys.extend(
+                        text.lines()
+                            .map(str::trim)
+                            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                            .map(|l| toml::Value::String(l.into())),
+                    );
+                }
+                None => keys.push(toml::Value::String(k)),
+            }
+        }
+        doc.insert("ssh-authorized-keys".into(), toml::Value::Array(keys));
+    }
+    if !a.labels.is_empty() {
+        let mut labels = doc.remove("labels").and_then(|l| l.as_table().cloned()).unwrap_or_default();
+        for l in a.labels {
+            let (k, v) = l.split_once('=').with_context(|| format!("--label {l:?} is not KEY=VALUE"))?;
+            labels.insert(k.into(), toml::Value::String(v.into()));
+        }
+        doc.insert("labels".into(), toml::Value::Table(labels));
+    }
+    let seed = k8r_config::seed::Seed::parse(&toml::to_string(&doc)?).context("the seed is not valid")?;
+    crate::seed::write(&crate::seed::SeedOptions { target: a.target.clone(), seed: seed.clone() })?;
+    println!("wrote the seed of {} ({}) to {}", seed.hostname, seed.role.name(), a.target.display());
+    if seed.has_secrets() {
+        println!("the join secrets move to the node's data partition on first boot and leave the card");
     }
     Ok(())
 }

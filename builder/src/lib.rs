@@ -14,4 +14,5 @@ pub mod inspect;
 pub mod layout;
 pub mod logging;
 pub mod node_binary;
+pub mod seed;
 pub mod vendor;

@@ -186,6 +186,33 @@ fn builds_from_the_ubuntu_like_image() {
     let dir = tempfile::tempdir().expect("tempdir");
     let report = run_build(dir.path(), Fixture::UbuntuLike, Arch::Aarch64, "").expect("build");
     check_outputs(&report, dir.path(), Arch::Aarch64);
+    seed_the_built_image(&report, dir.path());
+}
+
+/// `k8r seed` on the image just built: written through the FAT, read by
+/// mtools, fsck-clean, and refused on disks that are not k8r's.
+fn seed_the_built_image(report: &BuildReport, dir: &Path) {
+    use k8r_builder::seed::{read, write, SeedOptions};
+    let img = report.dir.join("bootable_image.img");
+    let seed = k8r_config::seed::Seed::parse(
+        "hostname = \"worker-7\"\nrole = \"worker\"\n[join]\nendpoint = \"10.0.0.1:6443\"\ntoken = \"abcdef.0123456789abcdef\"\nca-cert-hash = \"sha256:1111111111111111111111111111111111111111111111111111111111111111\"\n",
+    )
+    .expect("seed");
+    write(&SeedOptions { target: img.clone(), seed: seed.clone() }).expect("seed written");
+    assert_eq!(read(&img).expect("read").expect("present"), seed);
+    let config = report.plan.get(Role::Config);
+    let text = tool(
+        Command::new("mtype").arg("-i").arg(format!("{}@@{}", img.display(), config.offset().get())).arg("::seed.toml"),
+    );
+    assert!(text.contains("hostname = \"worker-7\"") && text.contains("abcdef.0123456789abcdef"), "{text}");
+    let part = dir.join("config-after-seed.fat");
+    extract(&img, config.offset().get(), config.len().get(), &part);
+    tool(Command::new("fsck.fat").arg("-n").arg(&part));
+    let vendor = vendor_image(Fixture::UbuntuLike).expect("fixture");
+    let copy = dir.join("vendor-copy.img");
+    std::fs::copy(&vendor, &copy).expect("copy");
+    let err = write(&SeedOptions { target: copy, seed }).expect_err("not a k8r disk");
+    assert!(format!("{err:#}").contains("is not a k8r disk"), "{err:#}");
 }
 
 #[test]
