@@ -8,6 +8,7 @@
 //! * [`ext4`]: ext4 superblock and used-block map; e2fsprogs driven safely.
 //! * [`bootmodel`]: the Raspberry Pi firmware's boot selection as a pure model;
 //!   [`bootdisk`]: that model over a real disk's FAT partitions.
+//! * [`configpart`]: names of the config partition's files.
 //! * [`slots`]: k8r's two boot targets: their cmdline.txt and autoboot.txt.
 //! * [`manifest`]: artifact manifests; [`kube`]: Kubernetes versions.
 //! * [`io`], [`compress`]: streaming adapters, multi-threaded xz and zstd.
@@ -22,6 +23,7 @@ pub mod bootdisk;
 pub mod bootmodel;
 pub mod cmd;
 pub mod compress;
+pub mod configpart;
 pub mod disk;
 pub mod ext4;
 pub mod fat;
