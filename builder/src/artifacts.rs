@@ -15,7 +15,7 @@ use k8r_core::io::progress::{Progress, ProgressReader};
 use k8r_core::io::{HashReader, HashWriter};
 use k8r_core::manifest::Artifact;
 
-use crate::boottree::BootTree;
+use k8r_core::boottree::BootTree;
 
 /// File name of the golden root artifact for a compression.
 pub fn image_file_name(opts: &EncodeOptions) -> String {

@@ -15,8 +15,8 @@ use k8r_core::io::progress::Progress;
 use k8r_core::ptable::{self, PartType, Partition, PartitionTable};
 use k8r_core::slots::{cmdline_for, BootTarget, CmdlineOptions};
 
-use crate::boottree::BootTree;
 use crate::layout::Plan;
+use k8r_core::boottree::BootTree;
 
 /// Files on the config partition besides `autoboot.txt`.
 pub const CONFIG_DIR: &str = "k8r";

@@ -23,12 +23,12 @@ use k8r_core::platform::Platform;
 use k8r_core::slots::{BootTarget, CmdlineOptions};
 
 use crate::assemble::{self, ConfigFiles, DiskInputs};
-use crate::boottree::BootTree;
 use crate::golden::edits::{Content as FileContent, RootEdits};
 use crate::golden::fstab::FstabTargets;
 use crate::golden::root::{self as golden_root, GoldenInputs, Release};
 use crate::layout::{self, Content, DiskIdentity, LayoutRequest, Plan};
 use crate::vendor::{self, SpooledPartition, VendorImage};
+use k8r_core::boottree::BootTree;
 use k8r_core::ext4::e2fs::Attrs;
 
 /// Name of the flashable image.

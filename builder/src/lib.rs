@@ -3,7 +3,6 @@
 
 pub mod artifacts;
 pub mod assemble;
-pub mod boottree;
 pub mod build;
 pub mod cli;
 pub mod components;

@@ -22,7 +22,8 @@ use crate::cluster::{join_endpoint, parse_toml, redacted, toml_key, ConfigError}
 pub const SEED_FILE_NAME: &str = "seed.toml";
 
 /// What a node does in the cluster.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum NodeRole {
     /// Runs the API server and etcd: `kubeadm init` (first one) or
     /// `kubeadm join --control-plane`.

@@ -9,6 +9,7 @@
 //! * [`bootmodel`]: the Raspberry Pi firmware's boot selection as a pure model;
 //!   [`bootdisk`]: that model over a real disk's FAT partitions.
 //! * [`configpart`]: names of the config partition's files.
+//! * [`boottree`]: a boot partition's files rewritten into a fresh FAT or a tar.
 //! * [`slots`]: k8r's two boot targets: their cmdline.txt and autoboot.txt.
 //! * [`manifest`]: artifact manifests; [`kube`]: Kubernetes versions.
 //! * [`io`], [`compress`]: streaming adapters, multi-threaded xz and zstd.
@@ -21,6 +22,7 @@ pub mod blockdev;
 pub mod bmap;
 pub mod bootdisk;
 pub mod bootmodel;
+pub mod boottree;
 pub mod cmd;
 pub mod compress;
 pub mod configpart;

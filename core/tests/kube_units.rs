@@ -135,9 +135,13 @@ fn openrc_scripts_are_valid_sh() {
 }
 
 /// Run the kubelet script's `start_pre` in dash with its `/var/lib/kubelet`
-/// moved to `dir`, and return (exit status, stdout, stderr).
+/// and its gate (`/run/k8r/kubelet-allowed`) moved into `dir`, and return
+/// (exit status, stdout, stderr).
 fn kubelet_start_pre(dir: &Path) -> (bool, String, String) {
-    let script = units::kubelet_openrc().replace("/var/lib/kubelet", &dir.display().to_string());
+    let gate = dir.join("kubelet-allowed");
+    let script = units::kubelet_openrc()
+        .replace(k8r_core::kube::KUBELET_GATE, &gate.display().to_string())
+        .replace("/var/lib/kubelet", &dir.display().to_string());
     let program = format!(
         "eerror() {{ echo \"$*\" >&2; }}\n{}\n{script}\nstart_pre && echo \"$command_args\"",
         units::kubelet_confd()
@@ -151,8 +155,11 @@ fn kubelet_start_pre(dir: &Path) -> (bool, String, String) {
 }
 
 #[test]
-fn openrc_kubelet_waits_for_kubeadm_then_reads_its_flags() {
+fn openrc_kubelet_waits_for_its_gate_and_kubeadm_then_reads_its_flags() {
     let dir = tempfile::tempdir().expect("tempdir");
+    let (ok, _, err) = kubelet_start_pre(dir.path());
+    assert!(!ok && err.contains("k8r-node has not allowed the kubelet"), "{err}");
+    std::fs::write(dir.path().join("kubelet-allowed"), "").expect("open the gate");
     let (ok, _, err) = kubelet_start_pre(dir.path());
     assert!(!ok && err.contains("kubeadm init or join has not run yet"), "{err}");
 

@@ -61,24 +61,12 @@ use k8r_config::{Arch, Sha256};
 use k8r_core::io::progress::Progress;
 use k8r_core::io::HashReader;
 
-/// Where the Kubernetes and containerd binaries go.
-pub const BIN_DIR: &str = "/usr/local/bin";
-/// Where runc goes (containerd finds it on `PATH`).
-pub const RUNC_PATH: &str = "/usr/local/sbin/runc";
-/// Where the CNI plugins go (containerd's default `bin_dir`).
-pub const CNI_BIN_DIR: &str = "/opt/cni/bin";
-/// Where the CNI manifest goes, as `<type>.yaml`.
-pub const CNI_MANIFEST_DIR: &str = "/usr/share/k8r/cni";
-/// Where preloaded image archives go.
-pub const IMAGES_DIR: &str = "/usr/share/k8r/images";
+pub use k8r_core::kube::{
+    cni_manifest_path, BIN_DIR, CNI_BIN_DIR, CNI_MANIFEST_DIR, IMAGES_DIR, RUNC_BIN as RUNC_PATH,
+};
 
 /// Largest CNI manifest accepted (calico's operator manifest is ~1.5 MiB).
 const MAX_MANIFEST: u64 = 16 << 20;
-
-/// The path of the CNI manifest in the root.
-pub fn cni_manifest_path(kind: CniKind) -> String {
-    format!("{CNI_MANIFEST_DIR}/{}.yaml", kind.name())
-}
 
 /// Stage every component, the CNI manifest, the preloaded images and the
 /// extras of `cfg` for an `arch` image into `staging` (created if missing;

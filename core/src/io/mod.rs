@@ -2,8 +2,10 @@
 //! [`HashReader`]/[`HashWriter`] (sha256 while streaming), [`LimitReader`]
 //! (refuse input that expands past a declared size), [`progress`] (terminal
 //! bars, plain lines under journald, shared counters for status), and
-//! copy helpers that handle EOF, `Interrupted` and short reads.
+//! copy helpers that handle EOF, `Interrupted` and short reads, and
+//! [`atomic::write_atomic`] for crash-safe small files.
 
+pub mod atomic;
 mod hash;
 mod limit;
 pub mod progress;

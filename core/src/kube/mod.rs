@@ -31,12 +31,29 @@ pub const KUBEADM_BIN: &str = "/usr/local/bin/kubeadm";
 pub const KUBECTL_BIN: &str = "/usr/local/bin/kubectl";
 /// The crictl binary.
 pub const CRICTL_BIN: &str = "/usr/local/bin/crictl";
+/// containerd's own client (`ctr images import` for preloaded images).
+pub const CTR_BIN: &str = "/usr/local/bin/ctr";
 /// The containerd daemon.
 pub const CONTAINERD_BIN: &str = "/usr/local/bin/containerd";
 /// runc, in `sbin` as upstream's install instructions put it.
 pub const RUNC_BIN: &str = "/usr/local/sbin/runc";
 /// CNI plugins, where every CNI and containerd look by default.
 pub const CNI_BIN_DIR: &str = "/opt/cni/bin";
+/// Where the builder bakes the CNI manifest, as `<type>.yaml`.
+pub const CNI_MANIFEST_DIR: &str = "/usr/share/k8r/cni";
+/// Where the builder bakes preloaded container image archives, imported
+/// into containerd on first boot (air-gapped clusters).
+pub const IMAGES_DIR: &str = "/usr/share/k8r/images";
+/// The kubelet's units start it only while this file exists; k8r-node
+/// creates it once the state-version check allowed the kubelet (a kubelet
+/// must not start on Kubernetes state from a newer release).
+pub const KUBELET_GATE: &str = "/run/k8r/kubelet-allowed";
+
+/// The path of the CNI manifest of `kind` in the root.
+pub fn cni_manifest_path(kind: k8r_config::cluster::CniKind) -> String {
+    format!("{CNI_MANIFEST_DIR}/{}.yaml", kind.name())
+}
+
 /// containerd's CRI endpoint, as kubeadm, the kubelet and crictl name it.
 pub const CRI_SOCKET: &str = "unix:///run/containerd/containerd.sock";
 /// The kubelet's config file, written by kubeadm init/join/upgrade.

@@ -16,7 +16,7 @@ use k8r_config::InitSystem;
 use super::containerd::{self, UnsupportedContainerd};
 use super::{
     CgroupDriver, BOOTSTRAP_KUBECONFIG_PATH, CONTAINERD_BIN, KUBEADM_FLAGS_ENV_PATH, KUBELET_BIN, KUBELET_CONFIG_PATH,
-    KUBELET_KUBECONFIG_PATH,
+    KUBELET_GATE, KUBELET_KUBECONFIG_PATH,
 };
 
 /// The kubelet's systemd unit.
@@ -47,6 +47,9 @@ After=network-online.target containerd.service
 # Until kubeadm init or join has written its config the kubelet exits at
 # once; keep retrying for as long as that takes.
 StartLimitIntervalSec=0
+# k8r-node creates this once the Kubernetes state on the data partition is
+# from a release this kubelet may run on (never state from a newer one).
+ConditionPathExists={KUBELET_GATE}
 
 [Service]
 ExecStart={KUBELET_BIN}
@@ -137,6 +140,10 @@ depend() {{
 }}
 
 start_pre() {{
+\tif [ ! -f {KUBELET_GATE} ]; then
+\t\teerror \"{KUBELET_GATE} is missing: k8r-node has not allowed the kubelet on this state yet\"
+\t\treturn 1
+\tfi
 \tif [ ! -f {KUBELET_CONFIG_PATH} ]; then
 \t\teerror \"{KUBELET_CONFIG_PATH} is missing: kubeadm init or join has not run yet\"
 \t\treturn 1

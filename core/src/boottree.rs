@@ -1,14 +1,15 @@
-//! The vendor's boot files, as k8r writes them into boot-A, boot-B and
-//! `boot.tar.xz`: every file of the vendor's FAT boot partition, with the
-//! kernel command line replaced by k8r's for the slot. Files stream from the
-//! vendor partition; nothing is held in memory.
+//! A boot partition's files, as k8r writes them into boot-A, boot-B and
+//! `boot.tar.xz`: every file of a FAT boot partition (the vendor's at build
+//! time, boot-B's on a node during a reinstall), with the kernel command
+//! line replaced by k8r's for the slot. Files stream from the source
+//! partition; nothing is held in memory.
 
 use std::io::Write;
 
+use crate::bootmodel::{BootMedia, Cmdline, Firmware};
+use crate::disk::Disk;
+use crate::fat::{FatBuilder, FatFs, FormatOptions, WalkEntry};
 use anyhow::Context;
-use k8r_core::bootmodel::{BootMedia, Cmdline, Firmware};
-use k8r_core::disk::Disk;
-use k8r_core::fat::{FatBuilder, FatFs, FormatOptions, WalkEntry};
 
 /// Largest text boot file (config.txt, cmdline.txt) read into memory.
 const MAX_TEXT: u64 = 1 << 20;
@@ -55,7 +56,7 @@ impl<D: Disk> BootTree<D> {
         let name = disk.name();
         let fs = FatFs::open(disk).with_context(|| format!("reading the FAT boot partition ({name})"))?;
         let entries = fs.walk().with_context(|| format!("listing the boot partition ({name})"))?;
-        let sel = k8r_core::bootmodel::resolve_with(&OnePartition(&fs), firmware)
+        let sel = crate::bootmodel::resolve_with(&OnePartition(&fs), firmware)
             .with_context(|| format!("the vendor boot partition ({name}) does not boot as {:?}", firmware.board))?;
         let cmdline_file = sel.cmdline_file.clone();
         let bytes = fs
@@ -112,6 +113,18 @@ impl<D: Disk> BootTree<D> {
             }
         }
         b.finish().with_context(|| format!("finishing the FAT on {name}"))
+    }
+
+    /// Replace the kernel command line file in place (crash-safe, see
+    /// [`FatFs::replace_file`]): how a node makes a boot partition written
+    /// from another disk's archive boot its own root.
+    pub fn replace_cmdline(&mut self, cmdline: &Cmdline) -> anyhow::Result<()> {
+        let name = self.fs.disk().name();
+        self.fs
+            .replace_file(&self.cmdline_file, cmdline.render().as_bytes())
+            .with_context(|| format!("rewriting {} on {name}", self.cmdline_file))?;
+        self.vendor_cmdline = cmdline.clone();
+        Ok(())
     }
 
     /// Write the boot files as a deterministic tar (sorted, root-owned,
