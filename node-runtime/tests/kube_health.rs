@@ -66,7 +66,7 @@ impl Probe for FixtureProbe {
         let answer = match inv.tool {
             Tool::Crictl => &self.crictl,
             Tool::Kubectl => &self.node,
-            Tool::Kubeadm => panic!("health checks never run kubeadm"),
+            Tool::Kubeadm | Tool::Ctr => panic!("health checks never run {}", inv.tool),
         };
         answer.clone().ok_or_else(|| anyhow::anyhow!("{} is not installed", inv.tool))
     }

@@ -15,7 +15,7 @@ use std::fmt;
 use std::time::Duration;
 
 use k8r_config::cluster::kube::{format_go_duration, BootstrapToken, CertificateKey};
-use k8r_core::kube::{KubeVersion, CRICTL_BIN, CRI_SOCKET, KUBEADM_BIN, KUBECTL_BIN};
+use k8r_core::kube::{KubeVersion, CRICTL_BIN, CRI_SOCKET, CTR_BIN, KUBEADM_BIN, KUBECTL_BIN};
 use serde::Deserialize;
 
 /// A Kubernetes command-line tool k8r runs.
@@ -27,6 +27,8 @@ pub enum Tool {
     Kubectl,
     /// crictl.
     Crictl,
+    /// ctr (containerd's client).
+    Ctr,
 }
 
 impl Tool {
@@ -36,6 +38,7 @@ impl Tool {
             Tool::Kubeadm => "kubeadm",
             Tool::Kubectl => "kubectl",
             Tool::Crictl => "crictl",
+            Tool::Ctr => "ctr",
         }
     }
 
@@ -45,6 +48,7 @@ impl Tool {
             Tool::Kubeadm => KUBEADM_BIN,
             Tool::Kubectl => KUBECTL_BIN,
             Tool::Crictl => CRICTL_BIN,
+            Tool::Ctr => CTR_BIN,
         }
     }
 }
@@ -305,6 +309,11 @@ pub fn kubectl_apply(kubeconfig: &str, file: &str) -> Invocation {
     kubectl(kubeconfig, ["apply", "-f", file])
 }
 
+/// Every Node, as JSON ([`kubelet_versions`] reads it).
+pub fn kubectl_get_nodes(kubeconfig: &str) -> Invocation {
+    kubectl(kubeconfig, ["get", "nodes", "-o", "json"])
+}
+
 /// The kube-apiserver static pods of every control plane, as JSON
 /// ([`apiserver_versions`] reads it).
 pub fn kubectl_apiserver_pods(kubeconfig: &str) -> Invocation {
@@ -316,6 +325,12 @@ pub fn kubectl_apiserver_pods(kubeconfig: &str) -> Invocation {
 /// `crictl info` against containerd's socket ([`runtime_ready`] reads it).
 pub fn crictl_info() -> Invocation {
     Invocation::new(Tool::Crictl, ["--runtime-endpoint", CRI_SOCKET, "info"])
+}
+
+/// `ctr -n k8s.io images import FILE`: an image archive into the namespace
+/// the kubelet's CRI uses, so an air-gapped node needs no registry.
+pub fn ctr_import(file: &str) -> Invocation {
+    Invocation::new(Tool::Ctr, ["-n", "k8s.io", "images", "import", file])
 }
 
 // ---- output parsers ---------------------------------------------------------
@@ -393,6 +408,25 @@ pub fn apiserver_versions(pods_json: &[u8]) -> Result<Vec<KubeVersion>, ParseErr
         out.push(v);
     }
     Ok(out)
+}
+
+#[derive(Deserialize)]
+struct NodeList {
+    items: Vec<Node>,
+}
+
+/// Every node's kubelet version (`status.nodeInfo.kubeletVersion`), which
+/// the skew policy checks before a control plane moves to a new minor.
+pub fn kubelet_versions(nodes_json: &[u8]) -> Result<Vec<KubeVersion>, ParseError> {
+    const WHAT: &str = "node list";
+    let list: NodeList = json(WHAT, nodes_json)?;
+    list.items
+        .iter()
+        .map(|n| {
+            let v = n.status.node_info.as_ref().map_or("", |i| i.kubelet_version.as_str());
+            KubeVersion::parse(v).ok_or_else(|| parse_error(WHAT, format!("kubelet version {v:?}")))
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]

@@ -43,7 +43,8 @@ pub struct Check {
 }
 
 impl Check {
-    fn new(name: impl Into<String>, status: Status, reason: impl Into<String>) -> Check {
+    /// A check result.
+    pub fn new(name: impl Into<String>, status: Status, reason: impl Into<String>) -> Check {
         Check { name: name.into(), status, reason: reason.into() }
     }
 }
@@ -316,6 +317,6 @@ pub fn to_markdown(checks: &[Check]) -> String {
 }
 
 /// Text that cannot break a table row.
-fn cell(s: &str) -> String {
+pub fn cell(s: &str) -> String {
     s.replace('\\', "\\\\").replace('|', "\\|").replace(['\n', '\r'], " ")
 }

@@ -149,7 +149,21 @@ fn copy_after_head(raw: &mut dyn Read, target: &mut dyn Disk, cx: ReadContext<'_
 
 /// Hash `len` bytes of `target` from offset 0 and compare with `expected`.
 fn read_back(target: &mut dyn Disk, len: u64, expected: Sha256) -> Result<Sha256, UpgradeError> {
-    let target: &dyn Disk = target;
+    verify_slot(target, len, expected)
+}
+
+/// Hash the first `len` bytes of a written slot and compare them with the
+/// manifest's `expected` raw digest: what the reinstall checks before it
+/// copies the image slot, and the read-back after a write.
+pub fn verify_slot(target: &dyn Disk, len: u64, expected: Sha256) -> Result<Sha256, UpgradeError> {
+    if len > target.size() {
+        return Err(UpgradeError::Device {
+            target: target.name(),
+            op: "verifying",
+            offset: 0,
+            source: io::Error::other(format!("the slot is {} bytes, the manifest says {len}", target.size())),
+        });
+    }
     let mut reader = HashReader::new(DiskReader::new(target, 0, len));
     let mut buf = vec![0u8; BUFFER_SIZE];
     loop {

@@ -43,7 +43,7 @@ pub mod tar;
 
 pub use boot::{write_boot, BootFile, BootReport, BootWriteOptions};
 pub use error::{ErrorClass, Layer, Seen, UpgradeError};
-pub use image::{drop_page_cache, write_image, WriteOptions, WriteReport, HEAD_BYTES};
+pub use image::{drop_page_cache, verify_slot, write_image, WriteOptions, WriteReport, HEAD_BYTES};
 pub use preflight::{boot_capacity, preflight, KubeCheck, Preflight, Refusal, ACCEPTED_COMPRESSION};
 pub use source::ArtifactSource;
 pub use stream::Digests;
