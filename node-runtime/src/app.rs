@@ -100,7 +100,7 @@ pub fn boot(node: &Node<'_>, opts: &BootOptions) -> anyhow::Result<BootEnd> {
                 reinstall::finish_commit(&mut disk)?;
             }
             let mut report = Report::new(ReportKind::FirstBoot, &obs.boot_id);
-            let state = do_work(node, &mut disk, &obs, &work, &mut report);
+            let (state, _) = do_work(node, &mut disk, &obs, &work, &mut report);
             if work.contains(&BootWork::Report) {
                 report.health = node_health(node, &obs, &state);
                 finish_report(&mut report, &obs, &state);
@@ -122,10 +122,10 @@ fn trial(
     opts: &BootOptions,
 ) -> anyhow::Result<BootEnd> {
     let mut report = Report::new(ReportKind::Reinstall, &obs.boot_id);
-    let state = do_work(node, disk, obs, work, &mut report);
+    let (state, blocking) = do_work(node, disk, obs, work, &mut report);
     let (role, name) = identity(obs, &state);
     report.health = cluster::health_settled(node, role, &name, opts.settle);
-    let gate = if report.ok { cluster::commit_gate(&report.health) } else { Err("a boot step failed".to_string()) };
+    let gate = if blocking.is_empty() { cluster::commit_gate(&report.health) } else { Err(blocking.join("; ")) };
     match gate {
         Ok(()) => {
             reinstall::commit(node, disk, obs, &mut report)?;
@@ -177,15 +177,21 @@ fn finish_report(report: &mut Report, obs: &Observation, state: &NodeState) {
 }
 
 /// Do the boot work in order; each item's outcome goes to the report.
-/// Returns the node state as it ends up.
+/// Returns the node state as it ends up, and the failures that must stop a
+/// trial from committing: the operating system's own work (boot switch,
+/// partitions, filesystems, data layout). A Kubernetes failure is reported
+/// but does not send a good image back into reinstall mode: the same image
+/// would fail the same way, and the cause is usually the cluster
+/// (reliability.md P13).
 fn do_work(
     node: &Node<'_>,
     disk: &mut NodeDisk,
     obs: &Observation,
     work: &[BootWork],
     report: &mut Report,
-) -> NodeState {
+) -> (NodeState, Vec<String>) {
     let mut state = obs.state.clone().unwrap_or_default();
+    let mut blocking = Vec::new();
     let mut data_ok = true;
     for item in work {
         let name = item_name(*item);
@@ -217,6 +223,9 @@ fn do_work(
             BootWork::Kubernetes => kubernetes(node, obs, &state),
             BootWork::Report => continue,
         };
+        if let (Err(e), true) = (&result, blocks_commit(*item)) {
+            blocking.push(format!("{name}: {e:#}"));
+        }
         report.outcome(name, &result, String::clone);
     }
     if data_ok && state.first_boot_done.is_none() && report.ok {
@@ -225,7 +234,19 @@ fn do_work(
             report.step("record first boot", Status::Fail, format!("{e:#}"));
         }
     }
-    state
+    (state, blocking)
+}
+
+/// Whether a failure of `w` keeps a trial from committing (see [`do_work`]).
+fn blocks_commit(w: BootWork) -> bool {
+    matches!(
+        w,
+        BootWork::RepairAutoboot
+            | BootWork::GrowDataPartition
+            | BootWork::GrowDataFs
+            | BootWork::GrowWorkingFs
+            | BootWork::DataLayout
+    )
 }
 
 fn item_name(w: BootWork) -> &'static str {

@@ -1,0 +1,301 @@
+//! The node runtime's flows on a golden image built by `k8r build`, without
+//! root: first boot (control plane and worker), reinstall, upgrade over
+//! HTTP, wipe, and the refusals. Every power-on is decided by the
+//! firmware model; every written byte is checked with e2fsck, fsck.fat and
+//! sfdisk; kubeadm and friends are the validating k8r-stub.
+
+mod node_support;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use k8r_config::seed::Seed;
+use k8r_config::Role;
+use k8r_core::configpart;
+use k8r_node::decide::Mode;
+use k8r_node::host::Reboot;
+use k8r_node::queue::{SourceSpec, TaskKind};
+use k8r_node::records::ReinstallMode;
+use node_support::*;
+
+const CARD: u64 = 1 << 30;
+
+fn seed(text: &str) -> Seed {
+    Seed::parse(text).expect("valid seed")
+}
+
+fn report(sim: &Sim) -> serde_json::Value {
+    let bytes = config_file(&sim.card, configpart::REPORT_JSON).expect("report.json on the config partition");
+    serde_json::from_slice(&bytes).expect("report is JSON")
+}
+
+fn check_card(sim: &Sim) {
+    for role in [Role::Config, Role::BootA, Role::BootB] {
+        fsck(&sim.card, role);
+    }
+    for role in [Role::Working, Role::Image, Role::Data] {
+        fsck(&sim.card, role);
+    }
+    tool(Command::new("sfdisk").arg("--verify").arg(&sim.card));
+}
+
+#[test]
+fn control_plane_first_boot_grows_data_and_inits_the_cluster() {
+    let g = golden("1.0.0", node_support::KUBE_V1, None);
+    let cluster = tempfile::tempdir().expect("cluster dir");
+    let mut sim = Sim::new(&g, CARD, cluster.path());
+    sim.seed(&seed("hostname = \"cp-1\"\nrole = \"control-plane\"\n"));
+    let before = table(&sim.card).role(Role::Data).expect("data").clone();
+
+    let boots = sim.run_until_up(3);
+    assert_eq!(boots.len(), 1, "first boot needs no reboot");
+    let b = &boots[0];
+    assert_eq!((b.mode, b.selection.partition, b.tryboot), (Mode::Service, 2, false));
+    assert_eq!(b.end, Ok(k8r_node::app::BootEnd::Up));
+
+    // The data partition reaches the end of the card, its filesystem fills it.
+    let t = table(&sim.card);
+    let data = t.role(Role::Data).expect("data");
+    assert_eq!(data.start, before.start);
+    assert!(data.len().get() > before.len().get());
+    assert!(data.end() * 512 + (1 << 20) > CARD, "data ends within 1 MiB of the card's end: {data:?}");
+    let json: serde_json::Value =
+        serde_json::from_str(&tool(Command::new("sfdisk").arg("-J").arg(&sim.card))).expect("sfdisk -J");
+    let p7 = json["partitiontable"]["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .find(|p| p["node"].as_str().is_some_and(|n| n.ends_with('7')))
+        .expect("p7");
+    assert_eq!(p7["size"].as_u64(), Some(data.sectors));
+    let dumpe2fs =
+        tool(Command::new("dumpe2fs").arg("-h").arg(format!("{}?offset={}", sim.card.display(), data.offset().get())));
+    let blocks: u64 = dumpe2fs
+        .lines()
+        .find_map(|l| l.strip_prefix("Block count:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("block count");
+    assert_eq!(blocks * 4096, data.len().get() / 4096 * 4096, "data filesystem fills the partition");
+    check_card(&sim);
+
+    // kubeadm init ran once with a valid config; the state marker is on data.
+    let cmds = sim.stub_commands();
+    if !cmds.contains(&"kubeadm init".to_string()) {
+        eprintln!("stub log: {:#?}\nreport: {:#}", sim.stub_calls(), report(&sim));
+    }
+    assert_eq!(cmds.iter().filter(|c| c.as_str() == "kubeadm init").count(), 1, "{cmds:?}");
+    assert_eq!(
+        std::fs::read_to_string(sim.data_dir().join("state/kubernetes-version")).expect("marker").trim(),
+        "1.33.6"
+    );
+    // Cluster state landed on data through the bind mounts.
+    assert!(sim.data_dir().join("kubernetes/admin.conf").is_file(), "admin.conf on data");
+    assert!(!sim.data_dir().join("secrets/kubeadm-init.yaml").exists(), "the init config (a secret) is gone");
+
+    // The report, for people and programs.
+    let r = report(&sim);
+    assert_eq!(r["kind"], "first-boot");
+    assert_eq!(r["ok"], true, "{r:#}");
+    assert_eq!(r["hostname"], "cp-1");
+    let md = String::from_utf8(config_file(&sim.card, configpart::REPORT_MD).expect("report.md")).expect("utf-8");
+    assert!(md.contains("# k8r node report: first boot") && md.contains("kubeadm init"), "{md}");
+
+    // A second boot is the steady state: nothing grows, no second init.
+    let again = sim.run_until_up(2);
+    assert_eq!(again.len(), 1);
+    let cmds = sim.stub_commands();
+    assert_eq!(cmds.iter().filter(|c| c.as_str() == "kubeadm init").count(), 1, "{cmds:?}");
+    check_card(&sim);
+}
+
+#[test]
+fn worker_joins_with_seed_secrets_moved_to_data() {
+    let g = golden("1.0.0", node_support::KUBE_V1, None);
+    let cluster = tempfile::tempdir().expect("cluster dir");
+    let mut cp = Sim::new(&g, CARD, cluster.path());
+    cp.seed(&seed("hostname = \"cp-1\"\nrole = \"control-plane\"\n"));
+    cp.run_until_up(3);
+
+    // `k8r-node join-command` on the control plane mints the worker's seed.
+    let host: &dyn k8r_node::host::Host = &cp.host;
+    let node = k8r_node::node::Node::load(host, Mode::Service).expect("node");
+    let join = k8r_node::cluster::join_command(
+        &node,
+        &k8r_node::cluster::JoinOptions {
+            hostname: "worker-1".into(),
+            ttl: std::time::Duration::from_secs(7200),
+            control_plane: false,
+        },
+    )
+    .expect("join-command");
+    let worker_seed = join.seed("worker-1").expect("seed");
+    let token = join.token.expose().to_string();
+
+    let mut w = Sim::new(&g, CARD, cluster.path());
+    w.seed(&worker_seed);
+    let boots = w.run_until_up(3);
+    assert_eq!(boots.last().map(|b| b.end.clone()), Some(Ok(k8r_node::app::BootEnd::Up)));
+    let cmds = w.stub_commands();
+    assert!(cmds.contains(&"kubeadm join".to_string()), "{cmds:?}");
+    // The secrets left the FAT: the seed there has no token any more.
+    let on_fat = String::from_utf8(config_file(&w.card, "seed.toml").expect("seed")).expect("utf-8");
+    assert!(!on_fat.contains(&token) && on_fat.contains("secrets-moved = true"), "{on_fat}");
+    let card = std::fs::read(&w.card).expect("card");
+    assert!(!card.windows(token.len()).any(|win| win == token.as_bytes()), "no copy of the token anywhere on the card");
+    // ...and were used from data, then deleted (the kubelet has its own identity).
+    assert!(!w.data_dir().join("secrets/seed.toml").exists());
+    assert!(w.data_dir().join("kubernetes/kubelet.conf").is_file());
+    let r = report(&w);
+    assert_eq!(r["ok"], true, "{r:#}");
+    check_card(&w);
+}
+
+#[test]
+fn reinstall_rewrites_working_keeps_data_and_the_cluster() {
+    let g = golden("1.0.0", node_support::KUBE_V1, None);
+    let cluster = tempfile::tempdir().expect("cluster dir");
+    let mut sim = Sim::new(&g, CARD, cluster.path());
+    sim.seed(&seed("hostname = \"cp-1\"\nrole = \"control-plane\"\n"));
+    sim.run_until_up(3);
+    // Something on the working root goes bad; data has precious bytes.
+    std::fs::write(sim.data_dir().join("precious"), b"etcd would be here").expect("write");
+    let data_before = partition_sha(&sim.card, Role::Data);
+    let image_before = partition_sha(&sim.card, Role::Image);
+
+    let (result, reboot) = sim.operator(TaskKind::Reinstall { mode: ReinstallMode::Refresh });
+    assert_eq!(result.event, "rebooting", "{result:?}");
+    assert_eq!(reboot, Some(Reboot::Normal));
+    // Before the reboot the firmware already defaults to reinstall mode.
+    let (sel, _) = sim.firmware();
+    assert_eq!(sel.partition, 3);
+    assert!(k8r_core::slots::is_reinstall_mode(&sel.cmdline) && sel.cmdline.root_read_only());
+
+    let boots = sim.run_until_up(4);
+    let modes: Vec<_> = boots.iter().map(|b| (b.mode, b.selection.partition, b.tryboot)).collect();
+    assert_eq!(modes, vec![(Mode::ReinstallInit, 3, false), (Mode::Service, 2, true)], "{boots:#?}");
+    assert_eq!(boots[0].reboot, Some(Reboot::Normal), "the copy arms the file flag and reboots");
+
+    // Working holds the image's files with a UUID of its own, sealed.
+    let sb = |role: Role| {
+        let t = table(&sim.card);
+        let p = t.role(role).expect("role");
+        k8r_core::ext4::e2fs::Target::InImage { image: sim.card.clone(), offset: p.offset().get(), size: p.len().get() }
+            .superblock()
+            .expect("superblock")
+    };
+    assert_ne!(sb(Role::Working).uuid(), sb(Role::Image).uuid());
+    assert!(config_file(&sim.card, configpart::WORKING_MANIFEST).is_some());
+    assert!(config_file(&sim.card, configpart::REINSTALL_RECORD).is_none(), "committed");
+    // The image slot was only read; data not touched at all.
+    assert_eq!(partition_sha(&sim.card, Role::Image), image_before);
+    assert_eq!(partition_sha(&sim.card, Role::Data), data_before);
+    assert!(sim.data_dir().join("precious").is_file());
+    // The same cluster: no second init, the kubelet started on the old state.
+    let cmds = sim.stub_commands();
+    assert_eq!(cmds.iter().filter(|c| c.as_str() == "kubeadm init").count(), 1, "{cmds:?}");
+    let r = report(&sim);
+    assert_eq!((r["kind"].as_str(), r["ok"].as_bool()), (Some("reinstall"), Some(true)), "{r:#}");
+    // boot-A carries the working command line again.
+    let (sel, _) = sim.firmware();
+    assert_eq!(sel.partition, 2);
+    assert_eq!(
+        sel.cmdline.get("root"),
+        Some(format!("PARTUUID={}", table(&sim.card).partuuid(5).expect("p5")).as_str())
+    );
+    check_card(&sim);
+}
+
+#[test]
+fn wipe_clears_data_and_starts_over() {
+    let g = golden("1.0.0", node_support::KUBE_V1, None);
+    let cluster = tempfile::tempdir().expect("cluster dir");
+    let mut sim = Sim::new(&g, CARD, cluster.path());
+    sim.seed(&seed("hostname = \"cp-1\"\nrole = \"control-plane\"\n"));
+    sim.run_until_up(3);
+    let data_before = partition_sha(&sim.card, Role::Data);
+    let (result, _) = sim.operator(TaskKind::Reinstall { mode: ReinstallMode::Wipe });
+    assert_eq!(result.event, "rebooting", "{result:?}");
+    // The only control plane's etcd is gone with its data: a new cluster.
+    let new_cluster = tempfile::tempdir().expect("cluster dir");
+    sim.set_cluster(new_cluster.path());
+    sim.run_until_up(4);
+    assert_ne!(partition_sha(&sim.card, Role::Data), data_before);
+    // First boot again: a new cluster (the stub counts a second init).
+    let cmds = sim.stub_commands();
+    assert_eq!(cmds.iter().filter(|c| c.as_str() == "kubeadm init").count(), 2, "{cmds:?}");
+    let r = report(&sim);
+    assert_eq!(r["ok"], true, "{r:#}");
+    check_card(&sim);
+}
+
+#[test]
+fn upgrade_over_http_then_reinstall_boots_the_new_version() {
+    let v1 = golden("1.0.0", node_support::KUBE_V1, None);
+    let v2 = golden("2.0.0", "1.33.7", Some("v2"));
+    let cluster = tempfile::tempdir().expect("cluster dir");
+    let mut sim = Sim::new(&v1, CARD, cluster.path());
+    sim.seed(&seed("hostname = \"cp-1\"\nrole = \"control-plane\"\n"));
+    sim.run_until_up(3);
+    let data_before = partition_sha(&sim.card, Role::Data);
+    let working_before = partition_sha(&sim.card, Role::Working);
+    let boot_a_before = partition_sha(&sim.card, Role::BootA);
+
+    let mut files = BTreeMap::new();
+    for f in ["manifest.json", "image.img.xz", "boot.tar.xz"] {
+        files.insert(format!("/v2/{f}"), std::fs::read(v2.dir.join(f)).expect("artifact"));
+    }
+    let server = k8r_tests::faultserver::FaultServer::start(files, Default::default()).expect("server");
+    let (result, reboot) = sim.operator(TaskKind::Upgrade {
+        source: SourceSpec::Url(server.url("/v2/")),
+        reinstall: true,
+        allow_downgrade: false,
+    });
+    assert_eq!(result.event, "rebooting", "{result:?}");
+    assert_eq!(reboot, Some(Reboot::Normal));
+    // The upgrade wrote only the image slot and boot-B (and config files).
+    assert_eq!(partition_sha(&sim.card, Role::Data), data_before);
+    assert_eq!(partition_sha(&sim.card, Role::Working), working_before);
+    assert_eq!(partition_sha(&sim.card, Role::BootA), boot_a_before);
+    let image_json: serde_json::Value =
+        serde_json::from_slice(&config_file(&sim.card, configpart::IMAGE_MANIFEST).expect("image.json")).expect("json");
+    assert_eq!(image_json["version"], "2.0.0");
+
+    sim.run_until_up(4);
+    let working: serde_json::Value =
+        serde_json::from_slice(&config_file(&sim.card, configpart::WORKING_MANIFEST).expect("working.json"))
+            .expect("json");
+    assert_eq!(working["version"], "2.0.0");
+    assert_eq!(std::fs::read_to_string(sim.working_root().join("etc/k8r-marker")).expect("marker").trim(), "v2");
+    assert_eq!(partition_sha(&sim.card, Role::Data), data_before, "data unchanged by upgrade + reinstall");
+    // The newer patch release was applied to the cluster.
+    let cmds = sim.stub_commands();
+    assert!(cmds.contains(&"kubeadm upgrade".to_string()), "{cmds:?}");
+    assert_eq!(
+        std::fs::read_to_string(sim.data_dir().join("state/kubernetes-version")).expect("marker").trim(),
+        "1.33.7"
+    );
+    check_card(&sim);
+}
+
+#[test]
+fn an_upgrade_that_skips_a_minor_is_refused_before_writing() {
+    let v1 = golden("1.0.0", node_support::KUBE_V1, None);
+    let v3 = golden("3.0.0", "1.35.0", None);
+    let cluster = tempfile::tempdir().expect("cluster dir");
+    let mut sim = Sim::new(&v1, CARD, cluster.path());
+    sim.seed(&seed("hostname = \"cp-1\"\nrole = \"control-plane\"\n"));
+    sim.run_until_up(3);
+    let image_before = partition_sha(&sim.card, Role::Image);
+    let boot_b_before = partition_sha(&sim.card, Role::BootB);
+    let (result, reboot) = sim.operator(TaskKind::Upgrade {
+        source: SourceSpec::Dir(v3.dir.clone()),
+        reinstall: true,
+        allow_downgrade: false,
+    });
+    assert_eq!(result.event, "failed", "{result:?}");
+    assert!(result.message.contains("skips a minor release"), "{}", result.message);
+    assert_eq!(reboot, None);
+    assert_eq!(partition_sha(&sim.card, Role::Image), image_before);
+    assert_eq!(partition_sha(&sim.card, Role::BootB), boot_b_before);
+    assert!(config_file(&sim.card, configpart::IMAGE_MANIFEST).is_some(), "the slot stays sealed");
+}
