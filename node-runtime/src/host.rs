@@ -124,11 +124,35 @@ pub trait Host: Send + Sync {
 #[derive(Debug)]
 pub struct RealHost {
     root: PathBuf,
+    device: Option<RootDevice>,
 }
 
 impl Default for RealHost {
     fn default() -> Self {
-        RealHost { root: PathBuf::from("/") }
+        RealHost { root: PathBuf::from("/"), device: None }
+    }
+}
+
+impl RealHost {
+    /// A host whose boot disk is `disk` with the running root on partition
+    /// `running`, and whose root files are under `root`: the real block
+    /// paths (sysfs, BLKPG, mounts, e2fsprogs on partition devices) on a
+    /// loop device, for root tests.
+    pub fn for_disk(root: &Path, disk: &Path, running: u32) -> anyhow::Result<RealHost> {
+        let disk = std::fs::canonicalize(disk).with_context(|| format!("resolving {}", disk.display()))?;
+        let disk_name = disk
+            .file_name()
+            .and_then(|n| n.to_str())
+            .with_context(|| format!("{} has no device name", disk.display()))?
+            .to_string();
+        Ok(RealHost { root: root.to_path_buf(), device: Some(RootDevice { disk, disk_name, partition: running }) })
+    }
+
+    fn device(&self) -> anyhow::Result<RootDevice> {
+        match &self.device {
+            Some(d) => Ok(d.clone()),
+            None => root_device(),
+        }
     }
 }
 
@@ -174,7 +198,7 @@ impl RealHost {
     /// The device node of partition `number` of the boot disk, from sysfs
     /// (`vda5`, `mmcblk0p5`, `nvme0n1p5`).
     fn partition_device(&self, number: u32) -> anyhow::Result<PathBuf> {
-        let root = root_device()?;
+        let root = self.device()?;
         let dir = PathBuf::from("/sys/block").join(&root.disk_name);
         for entry in std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
             let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
@@ -209,12 +233,12 @@ impl Host for RealHost {
     }
 
     fn open_boot_disk(&self) -> anyhow::Result<Box<dyn Disk>> {
-        let root = root_device()?;
+        let root = self.device()?;
         Ok(Box::new(FileDisk::open_rw(&root.disk)?))
     }
 
     fn running_partition(&self) -> anyhow::Result<u32> {
-        Ok(root_device()?.partition)
+        Ok(self.device()?.partition)
     }
 
     fn is_partition_mounted(&self, number: u32) -> anyhow::Result<bool> {
@@ -231,7 +255,7 @@ impl Host for RealHost {
     }
 
     fn partition_resized(&self, number: u32, start: u64, len: u64) -> anyhow::Result<()> {
-        let root = root_device()?;
+        let root = self.device()?;
         let disk = FileDisk::open(&root.disk)?;
         k8r_core::ptable::notify_kernel_resize(&disk, number, start, len)?;
         Ok(())
@@ -253,7 +277,7 @@ impl Host for RealHost {
     }
 
     fn is_mountpoint(&self, path: &str) -> anyhow::Result<bool> {
-        let target = self.path(path);
+        let target = std::fs::canonicalize(self.path(path)).unwrap_or_else(|_| self.path(path));
         Ok(self.mounted_sources()?.iter().any(|(_, at)| Path::new(at) == target))
     }
 
@@ -305,7 +329,7 @@ impl Host for RealHost {
     }
 
     fn drop_disk_cache(&self) -> std::io::Result<()> {
-        let root = root_device().map_err(std::io::Error::other)?;
+        let root = self.device().map_err(std::io::Error::other)?;
         crate::upgrade::drop_page_cache(&File::open(&root.disk)?)
     }
 }

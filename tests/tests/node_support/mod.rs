@@ -637,7 +637,7 @@ impl Sim {
 }
 
 /// Extract `/etc` and `/usr/share/k8r` of `role`'s filesystem into `root`.
-fn extract_root(card: &Path, role: Role, root: &Path) {
+pub fn extract_root(card: &Path, role: Role, root: &Path) {
     let off = table(card).role(role).expect("role").offset().get();
     for dir in ["etc", "usr/share/k8r"] {
         let dest = root.join(dir);
@@ -661,7 +661,7 @@ fn extract_root(card: &Path, role: Role, root: &Path) {
 }
 
 /// The kernel's files a healthy Kubernetes node has.
-fn write_proc(root: &Path, boot: u32, cmdline: &str) {
+pub fn write_proc(root: &Path, boot: u32, cmdline: &str) {
     let files = [
         ("proc/sys/kernel/random/boot_id", format!("00000000-0000-4000-8000-{boot:012}\n")),
         ("proc/cmdline", format!("{}\n", cmdline.trim())),
