@@ -550,7 +550,8 @@ pub struct NodeStatus {
     pub problems: Vec<String>,
 }
 
-fn status(node: &Node<'_>, a: &StatusArgs) -> anyhow::Result<()> {
+/// Gather what `k8r-node status` shows.
+pub fn gather_status(node: &Node<'_>) -> anyhow::Result<NodeStatus> {
     let disk = node.open_disk()?;
     let obs = observe(node, &disk);
     let state = obs.state.clone().unwrap_or_default();
@@ -582,6 +583,12 @@ fn status(node: &Node<'_>, a: &StatusArgs) -> anyhow::Result<()> {
         health: cluster::health(node, role, &state.hostname.clone().unwrap_or_default()),
         problems: obs.problems.clone(),
     };
+    Ok(s)
+}
+
+fn status(node: &Node<'_>, a: &StatusArgs) -> anyhow::Result<()> {
+    let s = gather_status(node)?;
+    let role = s.role.unwrap_or(NodeRole::Worker);
     if a.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
         return Ok(());

@@ -190,9 +190,13 @@ fn reinstall_rewrites_working_keeps_data_and_the_cluster() {
     assert_eq!(partition_sha(&sim.card, Role::Image), image_before);
     assert_eq!(partition_sha(&sim.card, Role::Data), data_before);
     assert!(sim.data_dir().join("precious").is_file());
-    // The same cluster: no second init, the kubelet started on the old state.
+    // The same cluster: no second init, the kubelet started on the old state;
+    // drained before, uncordoned after (a control plane holds admin.conf).
     let cmds = sim.stub_commands();
     assert_eq!(cmds.iter().filter(|c| c.as_str() == "kubeadm init").count(), 1, "{cmds:?}");
+    let drain = cmds.iter().position(|c| c == "kubectl drain").expect("drained");
+    let uncordon = cmds.iter().position(|c| c == "kubectl uncordon").expect("uncordoned");
+    assert!(drain < uncordon, "{cmds:?}");
     let r = report(&sim);
     assert_eq!((r["kind"].as_str(), r["ok"].as_bool()), (Some("reinstall"), Some(true)), "{r:#}");
     // boot-A carries the working command line again.
@@ -298,4 +302,102 @@ fn an_upgrade_that_skips_a_minor_is_refused_before_writing() {
     assert_eq!(partition_sha(&sim.card, Role::Image), image_before);
     assert_eq!(partition_sha(&sim.card, Role::BootB), boot_b_before);
     assert!(config_file(&sim.card, configpart::IMAGE_MANIFEST).is_some(), "the slot stays sealed");
+}
+
+#[test]
+fn a_refreshed_worker_comes_back_as_the_same_node() {
+    let g = golden("1.0.0", node_support::KUBE_V1, None);
+    let cluster = tempfile::tempdir().expect("cluster dir");
+    let mut cp = Sim::new(&g, CARD, cluster.path());
+    cp.seed(&seed("hostname = \"cp-1\"\nrole = \"control-plane\"\n"));
+    cp.run_until_up(3);
+    let host: &dyn k8r_node::host::Host = &cp.host;
+    let node = k8r_node::node::Node::load(host, Mode::Service).expect("node");
+    let opts = k8r_node::cluster::JoinOptions {
+        hostname: "worker-1".into(),
+        ttl: std::time::Duration::from_secs(3600),
+        control_plane: false,
+    };
+    let join = k8r_node::cluster::join_command(&node, &opts).expect("join-command");
+    let mut w = Sim::new(&g, CARD, cluster.path());
+    w.seed(&join.seed("worker-1").expect("seed"));
+    w.run_until_up(3);
+    let identity = std::fs::read(w.data_dir().join("kubernetes/kubelet.conf")).expect("kubelet.conf");
+
+    let (result, _) = w.operator(TaskKind::Reinstall { mode: ReinstallMode::Refresh });
+    assert_eq!(result.event, "rebooting", "{result:?}");
+    // A worker's kubelet may not evict pods: the drain is skipped, and said so.
+    assert!(result.message.contains("drain it from a control plane"), "{}", result.message);
+    w.run_until_up(4);
+    let cmds = w.stub_commands();
+    assert_eq!(cmds.iter().filter(|c| c.as_str() == "kubeadm join").count(), 1, "no second join: {cmds:?}");
+    assert_eq!(std::fs::read(w.data_dir().join("kubernetes/kubelet.conf")).expect("kubelet.conf"), identity);
+    let r = report(&w);
+    assert_eq!((r["kind"].as_str(), r["ok"].as_bool()), (Some("reinstall"), Some(true)), "{r:#}");
+    assert_eq!(r["hostname"], "worker-1");
+}
+
+#[test]
+fn a_minor_upgrade_runs_kubeadm_upgrade_apply() {
+    let v1 = golden("1.0.0", node_support::KUBE_V1, None);
+    let v4 = golden("4.0.0", "1.34.2", None);
+    let cluster = tempfile::tempdir().expect("cluster dir");
+    let mut sim = Sim::new(&v1, CARD, cluster.path());
+    sim.seed(&seed("hostname = \"cp-1\"\nrole = \"control-plane\"\n"));
+    sim.run_until_up(3);
+    let (result, _) = sim.operator(TaskKind::Upgrade {
+        source: SourceSpec::Dir(v4.dir.clone()),
+        reinstall: true,
+        allow_downgrade: false,
+    });
+    assert_eq!(result.event, "rebooting", "{result:?}");
+    sim.run_until_up(4);
+    let calls = sim.stub_calls();
+    let apply = calls
+        .iter()
+        .find(|c| c["tool"] == "kubeadm" && c["argv"][0] == "upgrade" && c["argv"][1] == "apply")
+        .unwrap_or_else(|| panic!("no kubeadm upgrade apply: {calls:#?}"));
+    assert_eq!(apply["argv"][2], "v1.34.2");
+    assert_eq!(apply["exit"], 0, "{apply:#}");
+    assert_eq!(
+        std::fs::read_to_string(sim.data_dir().join("state/kubernetes-version")).expect("marker").trim(),
+        "1.34.2"
+    );
+}
+
+#[test]
+fn status_shows_slots_results_and_the_next_boot() {
+    let v1 = golden("1.0.0", node_support::KUBE_V1, None);
+    let v2 = golden("2.0.0", "1.33.7", Some("v2"));
+    let cluster = tempfile::tempdir().expect("cluster dir");
+    let mut sim = Sim::new(&v1, CARD, cluster.path());
+    sim.seed(&seed("hostname = \"cp-1\"\nrole = \"control-plane\"\n"));
+    sim.run_until_up(3);
+    let (result, reboot) = sim.operator(TaskKind::Upgrade {
+        source: SourceSpec::Dir(v2.dir.clone()),
+        reinstall: false,
+        allow_downgrade: false,
+    });
+    assert_eq!((result.event.as_str(), reboot), ("ok", None), "{result:?}");
+    let host: &dyn k8r_node::host::Host = &sim.host;
+    let node = k8r_node::node::Node::load(host, Mode::Service).expect("node");
+    let s = k8r_node::app::gather_status(&node).expect("status");
+    assert_eq!(s.hostname.as_deref(), Some("cp-1"));
+    assert_eq!(s.working_version.as_deref(), Some("1.0.0"));
+    assert_eq!(s.image_version.as_deref(), Some("2.0.0"));
+    assert_eq!(s.boot_default.as_deref(), Some("working"));
+    assert!(s.next_boot.starts_with("partition 2 (boot-a)"), "{}", s.next_boot);
+    assert_eq!(s.last_results.first().map(|r| r.event.as_str()), Some("ok"));
+    assert!(s.reinstall.is_none() && s.queued.is_empty() && s.problems.is_empty(), "{s:#?}");
+    let json = serde_json::to_value(&s).expect("status JSON");
+    assert!(json["health"].as_array().is_some_and(|h| !h.is_empty()));
+    // Upgrading to what the slot already holds writes nothing.
+    let image = partition_sha(&sim.card, Role::Image);
+    let (again, _) = sim.operator(TaskKind::Upgrade {
+        source: SourceSpec::Dir(v2.dir.clone()),
+        reinstall: false,
+        allow_downgrade: false,
+    });
+    assert!(again.message.contains("already holds 2.0.0"), "{again:?}");
+    assert_eq!(partition_sha(&sim.card, Role::Image), image);
 }

@@ -583,10 +583,22 @@ impl Sim {
             .iter()
             .filter(|c| c["exit"].as_u64() == Some(0))
             .map(|c| {
-                let sub = c["argv"]
-                    .as_array()
-                    .and_then(|a| a.iter().filter_map(|v| v.as_str()).find(|a| !a.starts_with('-')))
-                    .unwrap_or("");
+                // The first argument that is neither a flag nor the value of
+                // one of the global flags k8r passes.
+                let args: Vec<&str> =
+                    c["argv"].as_array().map(|a| a.iter().filter_map(|v| v.as_str()).collect()).unwrap_or_default();
+                let mut sub = "";
+                let mut skip = false;
+                for a in args {
+                    if skip {
+                        skip = false;
+                    } else if matches!(a, "--kubeconfig" | "--runtime-endpoint" | "-n" | "--namespace") {
+                        skip = true;
+                    } else if !a.starts_with('-') {
+                        sub = a;
+                        break;
+                    }
+                }
                 format!("{} {sub}", c["tool"].as_str().unwrap_or("?"))
             })
             .collect()
