@@ -122,6 +122,7 @@ fn trial(
     opts: &BootOptions,
 ) -> anyhow::Result<BootEnd> {
     let mut report = Report::new(ReportKind::Reinstall, &obs.boot_id);
+    report.steps = Report::copy_steps(disk);
     let (state, blocking) = do_work(node, disk, obs, work, &mut report);
     let (role, name) = identity(obs, &state);
     report.health = cluster::health_settled(node, role, &name, opts.settle);

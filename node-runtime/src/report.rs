@@ -4,13 +4,13 @@
 //! reinstall gives up. Steps and health checks share one shape
 //! ([`Check`]: name, pass/fail/skip, reason).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::kube::health::{self, Check, Status};
 use crate::nodedisk::NodeDisk;
 
 /// What the report is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ReportKind {
     /// The first boot of a fresh card (or after a wipe).
@@ -35,7 +35,7 @@ impl ReportKind {
 }
 
 /// One report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     /// What it is about.
     pub kind: ReportKind,
@@ -132,6 +132,17 @@ impl Report {
             }
         }
         md
+    }
+
+    /// The steps of the report on the config partition if it is the image
+    /// root's copy report (the reinstall's first half), so the trial's
+    /// report tells the whole story.
+    pub fn copy_steps(disk: &NodeDisk) -> Vec<Check> {
+        let Ok(Some(bytes)) = disk.config_read(k8r_core::configpart::REPORT_JSON) else { return Vec::new() };
+        match serde_json::from_slice::<Report>(&bytes) {
+            Ok(r) if r.kind == ReportKind::ReinstallCopy => r.steps,
+            _ => Vec::new(),
+        }
     }
 
     /// Write both files to the config partition (JSON last: a reader that

@@ -199,6 +199,19 @@ fn reinstall_rewrites_working_keeps_data_and_the_cluster() {
     assert!(drain < uncordon, "{cmds:?}");
     let r = report(&sim);
     assert_eq!((r["kind"].as_str(), r["ok"].as_bool()), (Some("reinstall"), Some(true)), "{r:#}");
+    // The copy wrote the image's used blocks and no more (≤ used + 1%).
+    let copy =
+        r["steps"].as_array().expect("steps").iter().find(|s| s["name"] == "copy image → working").expect("copy step");
+    let written: u64 =
+        copy["reason"].as_str().and_then(|t| t.split_whitespace().next()).and_then(|n| n.parse().ok()).expect("bytes");
+    let image = table(&sim.card).role(Role::Image).expect("image").offset().get();
+    let dump = tool(Command::new("dumpe2fs").arg("-h").arg(format!("{}?offset={image}", sim.card.display())));
+    let field = |name: &str| -> u64 {
+        dump.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse().ok()).expect(name)
+    };
+    let used = (field("Block count:") - field("Free blocks:")) * field("Block size:");
+    assert!(written <= used + used / 100, "wrote {written} bytes for {used} used bytes");
+    eprintln!("reinstall copy: {written} bytes written for {used} bytes used in the golden root");
     // boot-A carries the working command line again.
     let (sel, _) = sim.firmware();
     assert_eq!(sel.partition, 2);
