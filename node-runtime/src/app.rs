@@ -321,6 +321,7 @@ pub fn service(node: &Node<'_>, once: bool) -> anyhow::Result<()> {
             anyhow::bail!("{why}");
         }
     }
+    let mut last_retry = std::time::Instant::now();
     loop {
         if process_queue(node)? {
             return wait_for_shutdown(once);
@@ -328,7 +329,43 @@ pub fn service(node: &Node<'_>, once: bool) -> anyhow::Result<()> {
         if once {
             return Ok(());
         }
+        if last_retry.elapsed() >= KUBE_RETRY {
+            last_retry = std::time::Instant::now();
+            retry_kubernetes(node);
+        }
         std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+/// How often the service re-tries a Kubernetes bring-up that is waiting
+/// (for join credentials, for containerd) or failed.
+pub const KUBE_RETRY: Duration = Duration::from_secs(60);
+
+/// Re-run the seed and Kubernetes boot work while the node has not joined:
+/// a seed written later (`k8r-node seed`) or a cluster that came back.
+pub fn retry_kubernetes(node: &Node<'_>) {
+    if node.data_dir().join(cluster::MARKER).is_file() {
+        return;
+    }
+    let result = node.open_disk().and_then(|mut disk| {
+        let obs = observe(node, &disk);
+        let mut report = Report::new(ReportKind::FirstBoot, &obs.boot_id);
+        let (state, _) = do_work(
+            node,
+            &mut disk,
+            &obs,
+            &[BootWork::Seed, BootWork::Identity, BootWork::Kubernetes, BootWork::Report],
+            &mut report,
+        );
+        if node.data_dir().join(cluster::MARKER).is_file() {
+            report.health = node_health(node, &obs, &state);
+            finish_report(&mut report, &obs, &state);
+            report.write(&mut disk)?;
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        tracing::warn!("retrying Kubernetes: {e:#}");
     }
 }
 
@@ -484,6 +521,7 @@ pub fn run(cli: Cli, host: &dyn Host) -> anyhow::Result<()> {
         }
         Command::JoinCommand(a) => join_command(&node, &a),
         Command::Tasks(a) => list_tasks(&node, &a),
+        Command::Seed(a) => write_seed(&node, &a),
     }
 }
 
@@ -497,6 +535,20 @@ fn join_command(node: &Node<'_>, a: &JoinCommandArgs) -> anyhow::Result<()> {
     } else {
         print!("{}", join.seed(&a.hostname)?.render());
         eprintln!("write it to the new node's card: k8r seed /dev/sdX --from this-file (valid for {})", a.ttl);
+    }
+    Ok(())
+}
+
+fn write_seed(node: &Node<'_>, a: &crate::cli::SeedArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
+    let seed =
+        k8r_config::seed::Seed::parse(&text).with_context(|| format!("{} is not a valid seed", a.file.display()))?;
+    let mut disk = node.open_disk()?;
+    disk.config_replace(k8r_core::configpart::SEED, seed.render().as_bytes())?;
+    disk.sync()?;
+    println!("wrote the seed of {} ({}) to the config partition of {}", seed.hostname, seed.role.name(), disk.name());
+    if seed.has_secrets() {
+        println!("its join secrets move to the data partition when the service applies it");
     }
     Ok(())
 }

@@ -47,6 +47,17 @@ pub enum Command {
     JoinCommand(JoinCommandArgs),
     /// List the task queue and the recorded results.
     Tasks(TasksArgs),
+    /// Write a seed (e.g. the one `join-command` printed) onto this node's config partition; the
+    /// service picks it up (a node waiting for join credentials joins).
+    Seed(SeedArgs),
+}
+
+/// `k8r-node seed`.
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    /// The seed file (TOML).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
 }
 
 /// `k8r-node run`.

@@ -414,3 +414,37 @@ fn status_shows_slots_results_and_the_next_boot() {
     assert!(again.message.contains("already holds 2.0.0"), "{again:?}");
     assert_eq!(partition_sha(&sim.card, Role::Image), image);
 }
+
+#[test]
+fn a_worker_without_credentials_waits_then_joins_when_seeded() {
+    let g = golden("1.0.0", node_support::KUBE_V1, None);
+    let cluster = tempfile::tempdir().expect("cluster dir");
+    let mut cp = Sim::new(&g, CARD, cluster.path());
+    cp.seed(&seed("hostname = \"cp-1\"\nrole = \"control-plane\"\n"));
+    cp.run_until_up(3);
+    let mut w = Sim::new(&g, CARD, cluster.path());
+    w.seed(&seed("hostname = \"worker-2\"\nrole = \"worker\"\n"));
+    w.run_until_up(3);
+    let r = report(&w);
+    let kube =
+        r["steps"].as_array().expect("steps").iter().find(|s| s["name"] == "kubernetes").expect("kubernetes step");
+    assert!(kube["reason"].as_str().is_some_and(|t| t.contains("has no join credentials")), "{kube:#}");
+    assert!(!w.stub_commands().iter().any(|c| c == "kubeadm join"));
+
+    // The operator mints a join on the control plane and hands it over.
+    let host: &dyn k8r_node::host::Host = &cp.host;
+    let node = k8r_node::node::Node::load(host, Mode::Service).expect("node");
+    let opts = k8r_node::cluster::JoinOptions {
+        hostname: "worker-2".into(),
+        ttl: std::time::Duration::from_secs(3600),
+        control_plane: false,
+    };
+    let join = k8r_node::cluster::join_command(&node, &opts).expect("join-command");
+    w.seed(&join.seed("worker-2").expect("seed"));
+    let host: &dyn k8r_node::host::Host = &w.host;
+    let node = k8r_node::node::Node::load(host, Mode::Service).expect("node");
+    k8r_node::app::retry_kubernetes(&node);
+    assert!(w.stub_commands().iter().any(|c| c == "kubeadm join"), "{:?}", w.stub_commands());
+    let on_fat = String::from_utf8(config_file(&w.card, "seed.toml").expect("seed")).expect("utf-8");
+    assert!(!on_fat.contains(join.token.expose()), "{on_fat}");
+}
