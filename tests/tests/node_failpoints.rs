@@ -13,13 +13,10 @@ mod node_support;
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use k8r_config::seed::Seed;
 use k8r_config::Role;
 use k8r_core::configpart;
 use k8r_node::queue::{SourceSpec, TaskKind};
 use node_support::*;
-
-const CARD: u64 = 1 << 30;
 
 /// Every failpoint of the upgrade and reinstall flows, in flow order.
 const FAILPOINTS: [&str; 11] = [
@@ -64,9 +61,7 @@ fn every_cut_converges_with_data_intact() {
     let mut summary = Vec::new();
     for fp in FAILPOINTS {
         let cluster = tempfile::tempdir().expect("cluster dir");
-        let mut sim = Sim::new(&v1, CARD, cluster.path());
-        sim.seed(&Seed::parse("hostname = \"cp-1\"\nrole = \"control-plane\"\n").expect("seed"));
-        sim.run_until_up(3);
+        let mut sim = control_plane(&v1, cluster.path());
         let data = partition_sha(&sim.card, Role::Data);
 
         fail::cfg(fp, "panic").expect("failpoint");
@@ -109,9 +104,7 @@ fn every_cut_converges_with_data_intact() {
 fn a_corrupt_image_slot_gives_up_and_goes_back_to_working() {
     let v1 = golden("1.0.0", node_support::KUBE_V1, None);
     let cluster = tempfile::tempdir().expect("cluster dir");
-    let mut sim = Sim::new(&v1, CARD, cluster.path());
-    sim.seed(&Seed::parse("hostname = \"cp-1\"\nrole = \"control-plane\"\n").expect("seed"));
-    sim.run_until_up(3);
+    let mut sim = control_plane(&v1, cluster.path());
     let (result, _) = sim.operator(TaskKind::Reinstall { mode: k8r_node::records::ReinstallMode::Refresh });
     assert_eq!(result.event, "rebooting", "{result:?}");
     // A bit flips in the image slot after the request verified it.

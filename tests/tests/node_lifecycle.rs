@@ -112,22 +112,10 @@ fn control_plane_first_boot_grows_data_and_inits_the_cluster() {
 fn worker_joins_with_seed_secrets_moved_to_data() {
     let g = golden("1.0.0", node_support::KUBE_V1, None);
     let cluster = tempfile::tempdir().expect("cluster dir");
-    let mut cp = Sim::new(&g, CARD, cluster.path());
-    cp.seed(&seed("hostname = \"cp-1\"\nrole = \"control-plane\"\n"));
-    cp.run_until_up(3);
+    let cp = control_plane(&g, cluster.path());
 
     // `k8r-node join-command` on the control plane mints the worker's seed.
-    let host: &dyn k8r_node::host::Host = &cp.host;
-    let node = k8r_node::node::Node::load(host, Mode::Service).expect("node");
-    let join = k8r_node::cluster::join_command(
-        &node,
-        &k8r_node::cluster::JoinOptions {
-            hostname: "worker-1".into(),
-            ttl: std::time::Duration::from_secs(7200),
-            control_plane: false,
-        },
-    )
-    .expect("join-command");
+    let join = join_command(&cp, "worker-1");
     let worker_seed = join.seed("worker-1").expect("seed");
     let token = join.token.expose().to_string();
 
@@ -154,9 +142,7 @@ fn worker_joins_with_seed_secrets_moved_to_data() {
 fn reinstall_rewrites_working_keeps_data_and_the_cluster() {
     let g = golden("1.0.0", node_support::KUBE_V1, None);
     let cluster = tempfile::tempdir().expect("cluster dir");
-    let mut sim = Sim::new(&g, CARD, cluster.path());
-    sim.seed(&seed("hostname = \"cp-1\"\nrole = \"control-plane\"\n"));
-    sim.run_until_up(3);
+    let mut sim = control_plane(&g, cluster.path());
     // Something on the working root goes bad; data has precious bytes.
     std::fs::write(sim.data_dir().join("precious"), b"etcd would be here").expect("write");
     let data_before = partition_sha(&sim.card, Role::Data);
@@ -226,9 +212,7 @@ fn reinstall_rewrites_working_keeps_data_and_the_cluster() {
 fn wipe_clears_data_and_starts_over() {
     let g = golden("1.0.0", node_support::KUBE_V1, None);
     let cluster = tempfile::tempdir().expect("cluster dir");
-    let mut sim = Sim::new(&g, CARD, cluster.path());
-    sim.seed(&seed("hostname = \"cp-1\"\nrole = \"control-plane\"\n"));
-    sim.run_until_up(3);
+    let mut sim = control_plane(&g, cluster.path());
     let data_before = partition_sha(&sim.card, Role::Data);
     let (result, _) = sim.operator(TaskKind::Reinstall { mode: ReinstallMode::Wipe });
     assert_eq!(result.event, "rebooting", "{result:?}");
@@ -250,9 +234,7 @@ fn upgrade_over_http_then_reinstall_boots_the_new_version() {
     let v1 = golden("1.0.0", node_support::KUBE_V1, None);
     let v2 = golden("2.0.0", "1.33.7", Some("v2"));
     let cluster = tempfile::tempdir().expect("cluster dir");
-    let mut sim = Sim::new(&v1, CARD, cluster.path());
-    sim.seed(&seed("hostname = \"cp-1\"\nrole = \"control-plane\"\n"));
-    sim.run_until_up(3);
+    let mut sim = control_plane(&v1, cluster.path());
     let data_before = partition_sha(&sim.card, Role::Data);
     let working_before = partition_sha(&sim.card, Role::Working);
     let boot_a_before = partition_sha(&sim.card, Role::BootA);
@@ -299,9 +281,7 @@ fn an_upgrade_that_skips_a_minor_is_refused_before_writing() {
     let v1 = golden("1.0.0", node_support::KUBE_V1, None);
     let v3 = golden("3.0.0", "1.35.0", None);
     let cluster = tempfile::tempdir().expect("cluster dir");
-    let mut sim = Sim::new(&v1, CARD, cluster.path());
-    sim.seed(&seed("hostname = \"cp-1\"\nrole = \"control-plane\"\n"));
-    sim.run_until_up(3);
+    let sim = control_plane(&v1, cluster.path());
     let image_before = partition_sha(&sim.card, Role::Image);
     let boot_b_before = partition_sha(&sim.card, Role::BootB);
     let (result, reboot) = sim.operator(TaskKind::Upgrade {
@@ -321,17 +301,8 @@ fn an_upgrade_that_skips_a_minor_is_refused_before_writing() {
 fn a_refreshed_worker_comes_back_as_the_same_node() {
     let g = golden("1.0.0", node_support::KUBE_V1, None);
     let cluster = tempfile::tempdir().expect("cluster dir");
-    let mut cp = Sim::new(&g, CARD, cluster.path());
-    cp.seed(&seed("hostname = \"cp-1\"\nrole = \"control-plane\"\n"));
-    cp.run_until_up(3);
-    let host: &dyn k8r_node::host::Host = &cp.host;
-    let node = k8r_node::node::Node::load(host, Mode::Service).expect("node");
-    let opts = k8r_node::cluster::JoinOptions {
-        hostname: "worker-1".into(),
-        ttl: std::time::Duration::from_secs(3600),
-        control_plane: false,
-    };
-    let join = k8r_node::cluster::join_command(&node, &opts).expect("join-command");
+    let cp = control_plane(&g, cluster.path());
+    let join = join_command(&cp, "worker-1");
     let mut w = Sim::new(&g, CARD, cluster.path());
     w.seed(&join.seed("worker-1").expect("seed"));
     w.run_until_up(3);
@@ -355,9 +326,7 @@ fn a_minor_upgrade_runs_kubeadm_upgrade_apply() {
     let v1 = golden("1.0.0", node_support::KUBE_V1, None);
     let v4 = golden("4.0.0", "1.34.2", None);
     let cluster = tempfile::tempdir().expect("cluster dir");
-    let mut sim = Sim::new(&v1, CARD, cluster.path());
-    sim.seed(&seed("hostname = \"cp-1\"\nrole = \"control-plane\"\n"));
-    sim.run_until_up(3);
+    let mut sim = control_plane(&v1, cluster.path());
     let (result, _) = sim.operator(TaskKind::Upgrade {
         source: SourceSpec::Dir(v4.dir.clone()),
         reinstall: true,
@@ -383,9 +352,7 @@ fn status_shows_slots_results_and_the_next_boot() {
     let v1 = golden("1.0.0", node_support::KUBE_V1, None);
     let v2 = golden("2.0.0", "1.33.7", Some("v2"));
     let cluster = tempfile::tempdir().expect("cluster dir");
-    let mut sim = Sim::new(&v1, CARD, cluster.path());
-    sim.seed(&seed("hostname = \"cp-1\"\nrole = \"control-plane\"\n"));
-    sim.run_until_up(3);
+    let sim = control_plane(&v1, cluster.path());
     let (result, reboot) = sim.operator(TaskKind::Upgrade {
         source: SourceSpec::Dir(v2.dir.clone()),
         reinstall: false,
@@ -419,9 +386,7 @@ fn status_shows_slots_results_and_the_next_boot() {
 fn a_worker_without_credentials_waits_then_joins_when_seeded() {
     let g = golden("1.0.0", node_support::KUBE_V1, None);
     let cluster = tempfile::tempdir().expect("cluster dir");
-    let mut cp = Sim::new(&g, CARD, cluster.path());
-    cp.seed(&seed("hostname = \"cp-1\"\nrole = \"control-plane\"\n"));
-    cp.run_until_up(3);
+    let cp = control_plane(&g, cluster.path());
     let mut w = Sim::new(&g, CARD, cluster.path());
     w.seed(&seed("hostname = \"worker-2\"\nrole = \"worker\"\n"));
     w.run_until_up(3);
@@ -432,14 +397,7 @@ fn a_worker_without_credentials_waits_then_joins_when_seeded() {
     assert!(!w.stub_commands().iter().any(|c| c == "kubeadm join"));
 
     // The operator mints a join on the control plane and hands it over.
-    let host: &dyn k8r_node::host::Host = &cp.host;
-    let node = k8r_node::node::Node::load(host, Mode::Service).expect("node");
-    let opts = k8r_node::cluster::JoinOptions {
-        hostname: "worker-2".into(),
-        ttl: std::time::Duration::from_secs(3600),
-        control_plane: false,
-    };
-    let join = k8r_node::cluster::join_command(&node, &opts).expect("join-command");
+    let join = join_command(&cp, "worker-2");
     w.seed(&join.seed("worker-2").expect("seed"));
     let host: &dyn k8r_node::host::Host = &w.host;
     let node = k8r_node::node::Node::load(host, Mode::Service).expect("node");

@@ -648,6 +648,26 @@ impl Sim {
     }
 }
 
+/// A control plane `cp-1` on `golden`, through its first boot.
+pub fn control_plane(golden: &Golden, cluster: &Path) -> Sim {
+    let mut sim = Sim::new(golden, 1 << 30, cluster);
+    sim.seed(&Seed::parse("hostname = \"cp-1\"\nrole = \"control-plane\"\n").expect("seed"));
+    sim.run_until_up(3);
+    sim
+}
+
+/// `k8r-node join-command --hostname NAME` on the control plane `cp`.
+pub fn join_command(cp: &Sim, hostname: &str) -> k8r_node::kube::join::JoinCommand {
+    let host: &dyn Host = &cp.host;
+    let node = Node::load(host, Mode::Service).expect("node");
+    let opts = k8r_node::cluster::JoinOptions {
+        hostname: hostname.into(),
+        ttl: std::time::Duration::from_secs(3600),
+        control_plane: false,
+    };
+    k8r_node::cluster::join_command(&node, &opts).expect("join-command")
+}
+
 /// Extract `/etc` and `/usr/share/k8r` of `role`'s filesystem into `root`.
 pub fn extract_root(card: &Path, role: Role, root: &Path) {
     let off = table(card).role(role).expect("role").offset().get();
