@@ -11,6 +11,10 @@
 //!   mount, the upgrade artifacts served at `upgrade.http-url` through
 //!   guestfwd; after power-off, the config partition's slot manifest and the
 //!   image slot's bytes match the build's manifest.
+//! * `golden-v2`: the upgrade's input, offline: v2 has v1's PARTUUIDs, a
+//!   newer Kubernetes patch release and its own marker on both root slots,
+//!   its image slot matches its manifest, and `images/` holds what a node
+//!   fetches.
 //! * `tryboot-one-shot`: with `tryboot.flag` on the config partition the
 //!   firmware removes the flag and boots boot-B (image root read-only,
 //!   k8r-node as init); a power cut at a seeded random point in that trial
@@ -37,13 +41,14 @@ use k8r_core::manifest::{Manifest, MANIFEST_FILE};
 use k8r_core::slots::{BootTarget, MODE_ARG, MODE_REINSTALL, NODE_BINARY};
 use k8r_tests::vm::disk;
 use k8r_tests::vm::firmware::set_tryboot_flag;
-use k8r_tests::vm::golden::{golden_image, Golden, Instance, Release, MARKER};
+use k8r_tests::vm::golden::{golden_image, Golden, Instance, Release, MARKER, STUB_VERSION_FILE};
 use k8r_tests::vm::qemu::{Exit, GuestEnd, Machine, Running};
 use k8r_tests::vm::scenario::{assert_passed, Ctx, Runner, Scenario};
 use k8r_tests::vm::shell::Shell;
 
-const SCENARIOS: [Scenario; 4] = [
+const SCENARIOS: [Scenario; 5] = [
     Scenario { name: "golden-boot", arch: Arch::X86_64, default: true, run: golden_boot },
+    Scenario { name: "golden-v2", arch: Arch::X86_64, default: true, run: golden_v2 },
     Scenario { name: "tryboot-one-shot", arch: Arch::X86_64, default: true, run: tryboot_one_shot },
     Scenario { name: "reinstall-state", arch: Arch::X86_64, default: true, run: reinstall_state },
     Scenario { name: "arm64-golden-boot", arch: Arch::Aarch64, default: false, run: golden_boot },
@@ -189,6 +194,41 @@ fn golden_boot(ctx: &mut Ctx) -> anyhow::Result<()> {
     let slot = Manifest::parse(text.as_bytes())?;
     ensure!(slot.version == g.manifest.version && slot.artifacts.image == g.manifest.artifacts.image, "{slot:?}");
     image_slot_matches(disk, &g.manifest)
+}
+
+/// v2 is what the upgrade scenario needs: the same disk identity, a newer
+/// Kubernetes patch release, its own marker, on both root slots. Offline.
+fn golden_v2(ctx: &mut Ctx) -> anyhow::Result<()> {
+    let (v1, one) = v1(ctx)?;
+    let v2 = golden_image(ctx.arch(), Release::V2)?;
+    ctx.note(format!(
+        "golden v2 {} ({:.1} s build)",
+        if v2.built { "built" } else { "cached" },
+        v2.build_time.as_secs_f64()
+    ));
+    let two = v2.instantiate(&ctx.dir().join("v2"))?;
+    ensure!(v2.manifest.version == Release::V2.image_version(), "{:?}", v2.manifest);
+    ensure!(v2.manifest.kubernetes_version == Release::V2.kubernetes_version(), "{:?}", v2.manifest);
+    ensure!(v2.manifest.artifacts.image.raw_sha256 != v1.manifest.artifacts.image.raw_sha256, "v2's root equals v1's");
+    for role in [Role::BootA, Role::BootB, Role::Working, Role::Image, Role::Data] {
+        ensure!(disk::partuuid(&one.disk, role)? == disk::partuuid(&two.disk, role)?, "{role} PARTUUIDs differ");
+    }
+    for (inst, release) in [(&one, Release::V1), (&two, Release::V2)] {
+        for role in [Role::Working, Role::Image] {
+            let marker = disk::ext4_read(&inst.disk, role, MARKER)?.context("no release marker")?;
+            ensure!(marker == release.marker().as_bytes(), "{release} {role}: {:?}", String::from_utf8_lossy(&marker));
+            let stub = disk::ext4_read(&inst.disk, role, STUB_VERSION_FILE)?.context("no stub version")?;
+            ensure!(stub == format!("v{}\n", release.kubernetes_version()).as_bytes(), "{release} {role} stub version");
+        }
+    }
+    image_slot_matches(&two.disk, &v2.manifest)?;
+    // What a node fetches to upgrade, and nothing it does not.
+    let mut served: Vec<String> = std::fs::read_dir(&two.images)?
+        .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
+        .collect::<anyhow::Result<_>>()?;
+    served.sort();
+    ensure!(served == ["SHA256SUMS", "boot.tar.zst", "image.img.zst", "manifest.json"], "{served:?}");
+    Ok(())
 }
 
 fn tryboot_one_shot(ctx: &mut Ctx) -> anyhow::Result<()> {
