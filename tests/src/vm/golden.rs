@@ -516,27 +516,20 @@ fn release_tarball(release: Release, dst: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("finishing {}", dst.display()))
 }
 
-/// Copy a sparse image, writing only its data ranges (holes stay holes).
+/// Copy a sparse image, reading only its data ranges and writing only the
+/// non-zero blocks of those (holes stay holes).
 pub fn copy_sparse_file(src: &Path, dst: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::FileExt;
-    let from = File::open(src).with_context(|| format!("opening {}", src.display()))?;
-    let size = from.metadata().with_context(|| format!("reading the size of {}", src.display()))?.len();
-    let to = File::create(dst).with_context(|| format!("creating {}", dst.display()))?;
-    to.set_len(size).with_context(|| format!("sizing {}", dst.display()))?;
-    let mut buf = vec![0u8; 4 << 20];
-    let ranges = k8r_core::bmap::data_ranges(&from).with_context(|| format!("mapping {}", src.display()))?;
+    use k8r_core::bootdisk::ReadOnly;
+    use k8r_core::disk::{Disk, FileDisk, Region};
+    let from = FileDisk::open(src)?;
+    let mut to = FileDisk::create(dst, from.size())?;
+    let ranges = k8r_core::bmap::data_ranges(from.file()).with_context(|| format!("mapping {}", src.display()))?;
     for (start, len) in ranges {
-        let mut done = 0;
-        while done < len {
-            let n = (len - done).min(buf.len() as u64) as usize;
-            from.read_exact_at(&mut buf[..n], start + done).with_context(|| format!("reading {}", src.display()))?;
-            if !k8r_core::io::is_zero(&buf[..n]) {
-                to.write_all_at(&buf[..n], start + done).with_context(|| format!("writing {}", dst.display()))?;
-            }
-            done += n as u64;
-        }
+        let mut range = Region::new(ReadOnly(&from), start, len, "data range")?;
+        k8r_core::io::copy_sparse(&mut range, &mut to, start, 4096)
+            .with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
     }
-    to.sync_all().with_context(|| format!("syncing {}", dst.display()))
+    to.sync().with_context(|| format!("syncing {}", dst.display()))
 }
 
 /// Mark a cache entry as used now (pruning keeps recently used entries).

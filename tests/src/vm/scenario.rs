@@ -4,9 +4,12 @@
 //! time), timed, and summed up in a table:
 //!
 //! ```text
-//! scenario            arch     boots   duration  result
-//! golden-boot         x86_64       1     71.3 s  pass
-//! power-cuts          x86_64      23    912.0 s  FAIL: boot 7: …
+//! scenario                 arch     boots   duration  result
+//! golden-boot              x86_64       1     63.0 s  pass
+//!                          golden v1 cached (31.5 s build)
+//! tryboot-one-shot         x86_64       2     23.8 s  pass
+//!                          golden v1 cached (31.5 s build); cut the trial boot +5.2s
+//! total                                 3     86.8 s
 //! ```
 //!
 //! * `K8R_VM_SCENARIO=name[,name…]` runs only those (unknown names are an
