@@ -31,8 +31,9 @@ pub const KUBE_ARGS: [(&str, &str); 2] = [("cgroup_enable", "memory"), ("cgroup_
 /// falls back to the committed target instead of hanging.
 pub const PANIC_REBOOT_SECS: &str = "10";
 
-/// Vendor arguments k8r replaces (root selection and init) or drops.
-const REPLACED: [&str; 8] = ["root", "rootfstype", "init", "ro", "rw", "rootflags", "resume", "panic"];
+/// Vendor arguments k8r replaces (root selection, init, the boot-time fsck
+/// of root) or drops.
+const REPLACED: [&str; 9] = ["root", "rootfstype", "init", "ro", "rw", "rootflags", "resume", "panic", "fsck.mode"];
 
 /// Where the firmware boots by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -158,6 +159,11 @@ pub fn cmdline_for(
             c.remove("splash");
             c.set("init", NODE_BINARY)?;
             c.set(MODE_ARG, MODE_REINSTALL)?;
+            // No boot-time fsck of the image root: e2fsck rewrites the
+            // superblock (its write time) even on a clean filesystem, so the
+            // slot would stop matching its manifest's sha256. initramfs-tools
+            // and systemd-fsck both honour fsck.mode=skip.
+            c.set("fsck.mode", "skip")?;
         }
     }
     Ok(c)
@@ -210,6 +216,7 @@ mod tests {
         assert_eq!(c.get("init"), Some(NODE_BINARY));
         assert!(is_reinstall_mode(&c));
         assert!(!c.has_flag("quiet"));
+        assert_eq!(c.get("fsck.mode"), Some("skip"), "e2fsck would write the image slot");
         assert_eq!(c.get("console"), Some("ttyS0,115200"));
         assert_eq!(c.render().matches("console=").count(), 1);
     }
@@ -221,6 +228,7 @@ mod tests {
         let once = cmdline_for(BootTarget::Reinstall, &v, "x-06", &o).expect("once");
         let back = cmdline_for(BootTarget::Working, &once, "x-05", &o).expect("back");
         assert!(!is_reinstall_mode(&back) && !back.root_read_only());
+        assert_eq!(back.get("fsck.mode"), None, "the working root is checked at boot");
         let again = cmdline_for(BootTarget::Working, &back, "x-05", &o).expect("again");
         assert_eq!(back, again);
     }

@@ -1,7 +1,8 @@
 //! A loopback HTTP/1.1 server with fault knobs, for testing clients against
 //! the ways real networks fail: dropped connections mid-body, stalls, 5xx
 //! bursts, servers that ignore `Range`, resume at the wrong offset, change the
-//! file between requests, or lie about lengths. Serves files from memory.
+//! file between requests, or lie about lengths. Serves files from memory
+//! ([`dir_files`] loads a directory of artifacts).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -110,6 +111,21 @@ impl FaultServer {
             s.faults = faults;
         }
     }
+}
+
+/// The regular files directly in `dir`, keyed `prefix` + name (`prefix`
+/// starts and ends with `/`: `/images/manifest.json`), ready for
+/// [`FaultServer::start`]. Subdirectories and other file types are skipped.
+pub fn dir_files(dir: &std::path::Path, prefix: &str) -> std::io::Result<BTreeMap<String, Vec<u8>>> {
+    let mut files = BTreeMap::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            files.insert(format!("{prefix}{name}"), std::fs::read(entry.path())?);
+        }
+    }
+    Ok(files)
 }
 
 impl Drop for FaultServer {

@@ -1,6 +1,6 @@
 //! Where the workspace's build outputs are, for tests that need binaries
-//! built outside `cargo test` (the static k8r-node for each architecture,
-//! built by `make node`).
+//! built outside `cargo test`: the static k8r-node (`make node`) and the
+//! static k8r-stub guests run (`make stubs`), for each architecture.
 
 use std::path::PathBuf;
 
@@ -23,6 +23,21 @@ pub fn node_binary(arch: Arch) -> anyhow::Result<PathBuf> {
     if !p.is_file() {
         bail!(
             "{} is missing; build it first with `make node` (cargo build --release -p k8r-node --target {})",
+            p.display(),
+            arch.node_target()
+        );
+    }
+    Ok(p)
+}
+
+/// The static k8r-stub (kubeadm/kubectl/crictl/ctr stand-in) for `arch`,
+/// built by `make stubs`, for VM guests.
+pub fn stub_binary(arch: Arch) -> anyhow::Result<PathBuf> {
+    let p = target_dir().join(arch.node_target()).join("release").join("k8r-stub");
+    if !p.is_file() {
+        bail!(
+            "{} is missing; build it first with `make stubs` (cargo build --release -p k8r-tests \
+             --no-default-features --bin k8r-stub --target {})",
             p.display(),
             arch.node_target()
         );

@@ -12,7 +12,8 @@
 //! 4. is killed mid-boot (a power cut) and the harness reports it.
 //!
 //! Needs root (image generation), the Debian mirror (first run only), qemu,
-//! mtools, sfdisk, python3. amd64 runs by default; arm64 takes far longer
+//! python3; the layout check reads the image with sfdisk, fsck.fat, mtools
+//! and e2fsprogs (tools k8r did not write). amd64 runs by default; arm64 takes far longer
 //! under TCG and qemu-user, so it is `#[ignore]`d: run it with
 //! `cargo test -p k8r-tests --test vm_smoke -- --ignored --nocapture`.
 
@@ -98,6 +99,9 @@ fn boot(arch: Arch, disk: &Path, dir: &Path, n: u32, extra: &str, net: Option<Gu
     // The harness is the firmware: it reads the boot FAT anew before every boot.
     let mut m = power_on(arch, disk, dir, n).expect("firmware step");
     assert!(m.append.contains("root=LABEL=RASPIROOT"), "{}", m.append);
+    // A vendor image: one FAT, no autoboot.txt, never a trial boot.
+    let sel = m.selection.as_ref().expect("the firmware step records its selection");
+    assert_eq!((sel.partition, sel.tryboot, sel.partition_walk), (1, false, false), "{sel:?}");
     m.append = format!("{} {extra}", m.append);
     m.net = net;
     m.timeout = line_timeout(arch) * 3;

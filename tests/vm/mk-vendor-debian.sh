@@ -157,6 +157,9 @@ prune_deb_cache() {
 enable_binfmt_aarch64() {
 	[ "$(uname -m)" != aarch64 ] || return 0
 	need update-binfmts
+	# mmdebstrap refuses foreign architectures without it ("E: install
+	# arch-test for foreign architecture support"); only a Recommends.
+	command -v arch-test >/dev/null || die "arch-test not found (install: arch-test; mmdebstrap needs it for arm64)"
 	mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
 	[ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || update-binfmts --enable qemu-aarch64
 	grep -qx enabled /proc/sys/fs/binfmt_misc/qemu-aarch64 || die "qemu-aarch64 binfmt is not enabled"

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use k8r_config::Arch;
+use k8r_core::bootmodel::BootSelection;
 
 use super::firmware::BootFiles;
 
@@ -79,6 +80,9 @@ pub struct Machine {
     pub serial_log: PathBuf,
     /// Hard limit on the whole run, from QEMU's start.
     pub timeout: Duration,
+    /// What the firmware step selected for this power-on (`None` for a
+    /// machine put together by hand).
+    pub selection: Option<BootSelection>,
 }
 
 /// How the QEMU process ended.
@@ -178,6 +182,7 @@ impl Machine {
             net: None,
             serial_log: serial_log.to_path_buf(),
             timeout: Duration::from_secs(300),
+            selection: None,
         }
     }
 
@@ -446,6 +451,23 @@ impl Running {
     /// Everything on the console so far (within the in-memory bound), as text.
     pub fn console(&self) -> String {
         String::from_utf8_lossy(&self.shared.lock().console).into_owned()
+    }
+
+    /// The absolute console offset of the next byte to arrive (everything
+    /// before it has been seen): wait from here for output caused by input
+    /// sent after this call.
+    pub fn console_end(&self) -> usize {
+        let s = self.shared.lock();
+        s.dropped + s.console.len()
+    }
+
+    /// The console between absolute offsets `from` and `to`, as text with
+    /// escape sequences removed.
+    pub fn console_between(&self, from: usize, to: usize) -> String {
+        let s = self.shared.lock();
+        let clamp = |at: usize| (at.max(s.dropped) - s.dropped).min(s.console.len());
+        let (a, b) = (clamp(from), clamp(to));
+        strip_ansi(&s.console[a..b.max(a)])
     }
 
     /// The console from absolute offset `from` on (e.g. [`Seen::offset`]: what
@@ -773,6 +795,24 @@ fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).rposition(|w| w == needle)
 }
 
+/// The runner's mechanics against a stand-in for QEMU: `setpriv … sh -c
+/// script` printing lines, so waits, timeouts, kills, exits and console
+/// input are exercised without booting anything (the real boots are in
+/// tests/vm_smoke.rs and tests/vm_lifecycle.rs).
+#[cfg(test)]
+pub(crate) fn fake(script: &str, timeout: Duration) -> (tempfile::TempDir, Running) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log_path = dir.path().join("serial.log");
+    let log = File::create(&log_path).expect("log");
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--pdeathsig", "KILL", "--", "sh", "-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let running = Running::spawn(cmd, log, timeout, log_path).expect("spawn");
+    (dir, running)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -912,22 +952,6 @@ mod tests {
         assert_eq!(line_around(c, 9), "second line here");
         assert_eq!(line_around(c, 0), "first");
         assert_eq!(line_around(c, c.len() - 1), "third");
-    }
-
-    /// The runner's mechanics against a stand-in for QEMU: `setpriv … sh`
-    /// printing lines, so waits, timeouts, kills and exits are exercised
-    /// without booting anything (the real boots are in tests/vm_smoke.rs).
-    fn fake(script: &str, timeout: Duration) -> (tempfile::TempDir, Running) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let log_path = dir.path().join("serial.log");
-        let log = File::create(&log_path).expect("log");
-        let mut cmd = Command::new("setpriv");
-        cmd.args(["--pdeathsig", "KILL", "--", "sh", "-c", script])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let running = Running::spawn(cmd, log, timeout, log_path).expect("spawn");
-        (dir, running)
     }
 
     #[test]

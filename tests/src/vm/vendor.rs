@@ -65,8 +65,13 @@ pub fn debian_arch(arch: Arch) -> &'static str {
     arch.go_arch()
 }
 
+/// The directory of `tests/vm` holding the golden-image build inputs
+/// (`k8r_tests::vm::golden`); they do not go into the vendor image.
+pub const GOLDEN_DIR: &str = "golden";
+
 /// The files whose content defines an image: everything under `dir` except
-/// documentation (`*.md`), as sorted paths relative to `dir`.
+/// documentation (`*.md`) and [`GOLDEN_DIR`], as sorted paths relative to
+/// `dir`.
 pub fn key_inputs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
@@ -75,6 +80,9 @@ pub fn key_inputs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
             let entry = entry.with_context(|| format!("listing {}", d.display()))?;
             let path = entry.path();
             let kind = entry.file_type().with_context(|| format!("reading the type of {}", path.display()))?;
+            if kind.is_dir() && d == dir && entry.file_name() == GOLDEN_DIR {
+                continue;
+            }
             if kind.is_dir() {
                 pending.push(path);
             } else if path.extension().is_none_or(|e| e != "md") {
@@ -180,7 +188,7 @@ fn ensure(g: &Generator) -> anyhow::Result<PathBuf> {
 
 /// Take an exclusive lock on `path` (created if missing), waiting as long as
 /// the holder needs; the holder's own generation is bounded by a timeout.
-fn lock(path: &Path) -> anyhow::Result<Flock<File>> {
+pub(crate) fn lock(path: &Path) -> anyhow::Result<Flock<File>> {
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -200,7 +208,7 @@ fn lock(path: &Path) -> anyhow::Result<Flock<File>> {
 
 /// Temp directories of earlier, interrupted runs for `name`. Only called
 /// with the entry's lock held, so none of them belongs to a live generator.
-fn remove_stale_temps(root: &Path, name: &str) -> anyhow::Result<()> {
+pub(crate) fn remove_stale_temps(root: &Path, name: &str) -> anyhow::Result<()> {
     let prefix = format!(".tmp-{name}-");
     for entry in fs::read_dir(root).with_context(|| format!("listing {}", root.display()))? {
         let entry = entry.with_context(|| format!("listing {}", root.display()))?;
@@ -335,6 +343,16 @@ mod tests {
             ("same content", &base, true),
             ("docs edited", &[("mk.sh", "echo 1"), ("rootfs/etc/x", "x"), ("README.md", "new docs")], true),
             ("script edited", &[("mk.sh", "echo 2"), ("rootfs/etc/x", "x"), ("README.md", "docs")], false),
+            (
+                "golden-image inputs added",
+                &[("mk.sh", "echo 1"), ("rootfs/etc/x", "x"), ("README.md", "docs"), ("golden/vm.toml", "[image]")],
+                true,
+            ),
+            (
+                "a golden directory deeper down is image content",
+                &[("mk.sh", "echo 1"), ("rootfs/etc/x", "x"), ("README.md", "docs"), ("rootfs/golden/y", "y")],
+                false,
+            ),
             ("installed file edited", &[("mk.sh", "echo 1"), ("rootfs/etc/x", "y"), ("README.md", "docs")], false),
             ("installed file renamed", &[("mk.sh", "echo 1"), ("rootfs/etc/y", "x"), ("README.md", "docs")], false),
             (
