@@ -145,6 +145,7 @@ fn trial(
                 crate::records::ReinstallRecord::request(ReinstallMode::Refresh, "", "trial", &obs.boot_id)
             });
             record.last_error = Some(format!("trial boot failed its health gate: {why}"));
+            record.failures += 1;
             disk.config_replace(k8r_core::configpart::REINSTALL_RECORD, record.to_json().as_bytes())?;
             report.kind = ReportKind::ReinstallFailed;
             report.step("commit", Status::Fail, format!("not committed: {why}"));
@@ -655,11 +656,13 @@ fn status(node: &Node<'_>, a: &StatusArgs) -> anyhow::Result<()> {
     println!("next boot   {}", s.next_boot);
     if let Some(r) = &s.reinstall {
         println!(
-            "reinstall   {} ({:?}), attempt {}/{}{}",
+            "reinstall   {} ({:?}), boot {} of at most {}, {} of {} failures{}",
             r.mode.name(),
             r.phase,
             r.attempts,
-            crate::records::MAX_REINSTALL_ATTEMPTS,
+            crate::records::MAX_REINSTALL_BOOTS,
+            r.failures,
+            crate::records::MAX_REINSTALL_FAILURES,
             r.last_error.as_ref().map_or(String::new(), |e| format!(", last error: {e}"))
         );
     }

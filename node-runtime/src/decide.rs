@@ -6,7 +6,8 @@
 //! The rules, in words (docs/node-runtime.md has the diagram):
 //!
 //! * On the **image root** (PID 1, reinstall mode) with a reinstall record:
-//!   rewrite working, unless the attempts are used up; then give up, going
+//!   rewrite working, unless 3 attempts failed or 10 boots went by without
+//!   an end (a loop that leaves no error); then give up, going
 //!   back to working only if working is still sealed. Without a record but
 //!   with the firmware defaulting to reinstall mode: a refresh. Without
 //!   either (a stray tryboot into reinstall mode): just reboot.
@@ -25,7 +26,7 @@ use k8r_config::Role;
 use k8r_core::slots::BootTarget;
 use serde::Serialize;
 
-use crate::records::{Phase, ReinstallMode, ReinstallRecord, MAX_REINSTALL_ATTEMPTS};
+use crate::records::{Phase, ReinstallMode, ReinstallRecord, MAX_REINSTALL_BOOTS, MAX_REINSTALL_FAILURES};
 
 /// How this process was started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -180,7 +181,7 @@ fn image_root(o: &Observed) -> Step {
         (Some(r), _) => Some(r.clone()),
         // An unreadable record still means a reinstall was wanted; treat it
         // as a refresh whose attempts are unknown (one try is left).
-        (None, true) => Some(ReinstallRecord { attempts: MAX_REINSTALL_ATTEMPTS - 1, ..refresh() }),
+        (None, true) => Some(ReinstallRecord { failures: MAX_REINSTALL_FAILURES - 1, ..refresh() }),
         (None, false) if o.autoboot == Some(BootTarget::Reinstall) || !o.working_sealed => Some(refresh()),
         (None, false) => None,
     };
@@ -190,7 +191,7 @@ fn image_root(o: &Observed) -> Step {
         return Step::LeaveReinstallMode;
     }
     let attempt = r.attempts + 1;
-    if attempt > MAX_REINSTALL_ATTEMPTS {
+    if attempt > MAX_REINSTALL_BOOTS || r.failures >= MAX_REINSTALL_FAILURES {
         return Step::GiveUp { attempts: r.attempts, working_sealed: o.working_sealed };
     }
     Step::Reinstall { mode: r.mode, attempt }
@@ -253,6 +254,10 @@ mod tests {
 
     fn record(phase: Phase, attempts: u32) -> ReinstallRecord {
         ReinstallRecord { phase, attempts, ..ReinstallRecord::request(ReinstallMode::Refresh, "2", "operator", "b") }
+    }
+
+    fn failed(phase: Phase, attempts: u32, failures: u32) -> ReinstallRecord {
+        ReinstallRecord { failures, ..record(phase, attempts) }
     }
 
     fn steady() -> Observed {
@@ -321,13 +326,20 @@ mod tests {
             next_step(&pid1(BootTarget::Reinstall, r(0), false)),
             Step::Reinstall { mode: ReinstallMode::Refresh, attempt: 1 }
         );
+        // Power cuts (boots without an error) do not end a reinstall early...
         assert_eq!(
-            next_step(&pid1(BootTarget::Reinstall, r(MAX_REINSTALL_ATTEMPTS - 1), false)),
-            Step::Reinstall { mode: ReinstallMode::Refresh, attempt: MAX_REINSTALL_ATTEMPTS }
+            next_step(&pid1(BootTarget::Reinstall, r(MAX_REINSTALL_BOOTS - 1), false)),
+            Step::Reinstall { mode: ReinstallMode::Refresh, attempt: MAX_REINSTALL_BOOTS }
         );
+        // ...but a loop does, and so do three failures.
         assert_eq!(
-            next_step(&pid1(BootTarget::Reinstall, r(MAX_REINSTALL_ATTEMPTS), true)),
-            Step::GiveUp { attempts: MAX_REINSTALL_ATTEMPTS, working_sealed: true }
+            next_step(&pid1(BootTarget::Reinstall, r(MAX_REINSTALL_BOOTS), true)),
+            Step::GiveUp { attempts: MAX_REINSTALL_BOOTS, working_sealed: true }
+        );
+        let three = Some(failed(Phase::Copying, 3, MAX_REINSTALL_FAILURES));
+        assert_eq!(
+            next_step(&pid1(BootTarget::Reinstall, three, true)),
+            Step::GiveUp { attempts: 3, working_sealed: true }
         );
     }
 
@@ -388,14 +400,14 @@ mod tests {
             for booted in [Some(Role::Working), Some(Role::Image), None] {
                 for autoboot in [Some(BootTarget::Working), Some(BootTarget::Reinstall), None] {
                     for phase in phases {
-                        for attempts in 0..=MAX_REINSTALL_ATTEMPTS + 1 {
+                        for (attempts, failures) in [(0, 0), (2, 2), (3, 3), (9, 0), (10, 1), (11, 0)] {
                             for working_sealed in [false, true] {
                                 for unreadable in [false, true] {
                                     let o = Observed {
                                         mode,
                                         booted,
                                         autoboot,
-                                        reinstall: phase.map(|p| record(p, attempts)),
+                                        reinstall: phase.map(|p| failed(p, attempts, failures)),
                                         reinstall_unreadable: unreadable && phase.is_none(),
                                         working_sealed,
                                         ..steady()
@@ -417,11 +429,15 @@ mod tests {
         match s {
             Step::Reinstall { attempt, .. } => {
                 assert!(on_image, "only the image root rewrites working: {o:?}");
-                assert!(*attempt <= MAX_REINSTALL_ATTEMPTS, "bounded: {o:?}");
+                assert!(*attempt <= MAX_REINSTALL_BOOTS, "bounded: {o:?}");
+                let failures = o.reinstall.as_ref().map_or(0, |r| r.failures);
+                assert!(failures < MAX_REINSTALL_FAILURES || o.reinstall_unreadable, "bounded: {o:?}");
             }
             Step::GiveUp { attempts, .. } => {
                 assert!(on_image, "{o:?}");
-                assert!(*attempts >= MAX_REINSTALL_ATTEMPTS || o.reinstall_unreadable, "{o:?}");
+                let r = o.reinstall.as_ref();
+                let used = r.is_some_and(|r| r.attempts >= MAX_REINSTALL_BOOTS || r.failures >= MAX_REINSTALL_FAILURES);
+                assert!(*attempts == r.map_or(0, |r| r.attempts) && used, "{o:?}");
             }
             Step::LeaveReinstallMode => {
                 assert!(on_image && o.working_sealed, "leaving reinstall mode needs a sealed working: {o:?}");

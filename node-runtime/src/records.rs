@@ -21,9 +21,17 @@ use serde::{Deserialize, Serialize};
 /// Format of both records.
 pub const RECORD_FORMAT: u32 = 1;
 
-/// How many times the image root starts a reinstall before it gives up and
-/// reports instead of looping (each attempt is one boot into reinstall mode).
-pub const MAX_REINSTALL_ATTEMPTS: u32 = 3;
+/// How many reinstall attempts may fail (an error recorded by the copy, or
+/// a trial that failed its health gate) before the image root gives up and
+/// reports instead of trying again.
+pub const MAX_REINSTALL_FAILURES: u32 = 3;
+
+/// How many boots into reinstall mode one reinstall may take before the
+/// image root gives up: a bound on loops that leave no error behind (a
+/// kernel panic, a hang the watchdog ends), high enough that power cuts
+/// during the copy (each one boot) do not end the reinstall (reliability.md
+/// P14: no giving up because of transient power cycles).
+pub const MAX_REINSTALL_BOOTS: u32 = 10;
 
 /// Refresh keeps the data partition; wipe clears it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,6 +79,9 @@ pub struct ReinstallRecord {
     pub phase: Phase,
     /// Boots into reinstall mode so far (incremented before any work).
     pub attempts: u32,
+    /// Attempts that ended in an error (the copy's, or a failed trial).
+    #[serde(default)]
+    pub failures: u32,
     /// The image version being installed.
     pub image_version: String,
     /// Why (`operator`, `upgrade`).
@@ -93,6 +104,7 @@ impl ReinstallRecord {
             mode,
             phase: Phase::Requested,
             attempts: 0,
+            failures: 0,
             image_version: image_version.to_string(),
             reason: reason.to_string(),
             requested_boot_id: boot_id.to_string(),

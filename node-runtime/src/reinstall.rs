@@ -37,7 +37,7 @@ use crate::kube::health::Status;
 use crate::node::Node;
 use crate::nodedisk::NodeDisk;
 use crate::observe::Observation;
-use crate::records::{Phase, ReinstallMode, ReinstallRecord, MAX_REINSTALL_ATTEMPTS};
+use crate::records::{Phase, ReinstallMode, ReinstallRecord, MAX_REINSTALL_FAILURES};
 use crate::report::{Report, ReportKind};
 
 /// What a reinstall request needs.
@@ -162,7 +162,11 @@ pub fn run_copy(
     record.last_error = None;
     disk.config_replace(configpart::REINSTALL_RECORD, record.to_json().as_bytes())?;
     disk.sync()?;
-    tracing::info!("reinstall ({}) attempt {attempt} of {MAX_REINSTALL_ATTEMPTS}", mode.name());
+    tracing::info!(
+        "reinstall ({}) attempt {attempt}, {} of {MAX_REINSTALL_FAILURES} allowed failures so far",
+        mode.name(),
+        record.failures
+    );
     match copy_steps(node, disk, &mut report, mode, progress) {
         Ok(()) => {
             record.phase = Phase::Trial;
@@ -179,11 +183,12 @@ pub fn run_copy(
         Err(e) => {
             let msg = format!("{e:#}");
             record.last_error = Some(msg.clone());
+            record.failures += 1;
             disk.config_replace(configpart::REINSTALL_RECORD, record.to_json().as_bytes())?;
             report.kind = ReportKind::ReinstallFailed;
             report.step("reinstall", Status::Fail, msg.clone());
-            report.notes.push(if attempt < MAX_REINSTALL_ATTEMPTS {
-                format!("retrying: attempt {} of {MAX_REINSTALL_ATTEMPTS} starts on the next boot", attempt + 1)
+            report.notes.push(if record.failures < MAX_REINSTALL_FAILURES {
+                format!("retrying on the next boot ({} of {MAX_REINSTALL_FAILURES} failures)", record.failures)
             } else {
                 "this was the last attempt".into()
             });
@@ -346,7 +351,14 @@ pub fn give_up(
     report.image_version = obs.image_version().map(String::from);
     report.working_version = obs.working_version().map(String::from);
     let last = obs.observed.reinstall.as_ref().and_then(|r| r.last_error.clone()).unwrap_or_else(|| "unknown".into());
-    report.step("reinstall", Status::Fail, format!("gave up after {attempts} attempts; last error: {last}"));
+    let failures = obs.observed.reinstall.as_ref().map_or(0, |r| r.failures);
+    report.step(
+        "reinstall",
+        Status::Fail,
+        format!(
+            "gave up after {attempts} boots into reinstall mode and {failures} failed attempts; last error: {last}"
+        ),
+    );
     if revert {
         node.boot.set_default(disk, BootTarget::Working)?;
         disk.config_remove(configpart::REINSTALL_RECORD)?;
@@ -356,7 +368,7 @@ pub fn give_up(
         return node.host.reboot(Reboot::Normal);
     }
     report.notes.push(format!(
-        "the node is powered off to stop a boot loop. To try {MAX_REINSTALL_ATTEMPTS} more times, delete \
+        "the node is powered off to stop a boot loop. To try again, delete \
          {} on the config partition (FAT, readable on any PC) and power on; or flash the card again",
         configpart::REINSTALL_RECORD
     ));

@@ -51,8 +51,20 @@ fn service_reboot(how: Reboot) -> anyhow::Result<()> {
         (Reboot::PowerOff, false) => cmd("poweroff", &[]),
         (Reboot::Tryboot, false) => return kernel_reboot(libc::LINUX_REBOOT_CMD_RESTART2, Some(TRYBOOT_ARG)),
     };
-    k8r_core::cmd::run(&mut c)?;
-    Ok(())
+    match k8r_core::cmd::run(&mut c) {
+        Ok(_) => Ok(()),
+        // A broken root (the case a refresh is for) may have lost its init
+        // tools: sync, then ask the kernel; the journal covers the rest.
+        Err(e) => {
+            tracing::warn!("{e:#}; rebooting through the kernel instead");
+            nix::unistd::sync();
+            match how {
+                Reboot::PowerOff => kernel_reboot(libc::LINUX_REBOOT_CMD_POWER_OFF, None),
+                Reboot::Normal => kernel_reboot(libc::LINUX_REBOOT_CMD_RESTART, None),
+                Reboot::Tryboot => kernel_reboot(libc::LINUX_REBOOT_CMD_RESTART2, Some(TRYBOOT_ARG)),
+            }
+        }
+    }
 }
 
 fn cmd(program: &str, args: &[&str]) -> Command {

@@ -128,5 +128,5 @@ fn a_corrupt_image_slot_gives_up_and_goes_back_to_working() {
     let report: serde_json::Value =
         serde_json::from_slice(&config_file(&sim.card, configpart::REPORT_JSON).expect("report")).expect("json");
     let text = report.to_string();
-    assert!(text.contains("gave up after 3 attempts") || text.contains("reinstall"), "{report:#}");
+    assert!(text.contains("3 failed attempts") && text.contains("as its manifest says"), "{report:#}");
 }

@@ -1,34 +1,33 @@
 //! The lifecycle tier (issue 5): golden images built by `k8r build` from the
 //! Debian vendor image, booted in QEMU with the harness as the Raspberry Pi
 //! firmware (k8r's boot model, the file-flag firmware's one-shot tryboot),
-//! through the scenarios of `k8r_tests::vm::scenario`.
+//! running the real `k8r-node` (service, operator commands, PID 1 in
+//! reinstall mode) with k8r-stub standing in for kubeadm, kubectl, crictl,
+//! ctr, containerd and the kubelet.
 //!
-//! Scenarios so far prove the harness against real golden images:
+//! * `first-boot`: a control-plane seed; the service grows the data
+//!   partition to the disk's end and its filesystem online, runs `kubeadm
+//!   init` with a valid config, writes the report; checked in the guest and
+//!   offline (sfdisk, e2fsck, the config partition).
+//! * `upgrade`: v1 → v2 over HTTP (guestfwd to a loopback server) with
+//!   `k8r-node upgrade --reinstall`: the image slot written and verified,
+//!   the reinstall as PID 1, the trial boot commits, v2 runs (its marker,
+//!   a newer Kubernetes patch applied with `kubeadm upgrade`), a file on
+//!   data has the same sha256.
+//! * `refresh`: `/usr/bin` deleted on the working root, then `k8r-node
+//!   reinstall`: the node comes back healthy with data intact.
+//! * `wipe`: `k8r-node wipe --yes`: data cleared, a new first boot.
+//! * `power-cuts`: QEMU killed at ≥ 20 seeded random points spread over an
+//!   upgrade and reinstalls; after each, the next power-on must be bootable
+//!   by the firmware model, and the node must converge, healthy, data intact.
+//! * `tryboot-one-shot`, `golden-v2`: the firmware's one-shot flag, and the
+//!   upgrade input, without the runtime.
+//! * `arm64-first-boot`: the cross-compiled k8r-node boots as a service in
+//!   an arm64 guest and writes its first-boot report.
 //!
-//! * `golden-boot`: v1 boots boot-A → the working root (`root=PARTUUID=`
-//!   of partition 5, read-write) to a login; in the guest, the release
-//!   marker, the k8r-stub standing in for kubeadm, the data partition's
-//!   mount, the upgrade artifacts served at `upgrade.http-url` through
-//!   guestfwd; after power-off, the config partition's slot manifest and the
-//!   image slot's bytes match the build's manifest.
-//! * `golden-v2`: the upgrade's input, offline: v2 has v1's PARTUUIDs, a
-//!   newer Kubernetes patch release and its own marker on both root slots,
-//!   its image slot matches its manifest, and `images/` holds what a node
-//!   fetches.
-//! * `tryboot-one-shot`: with `tryboot.flag` on the config partition the
-//!   firmware removes the flag and boots boot-B (image root read-only,
-//!   k8r-node as init); a power cut at a seeded random point in that trial
-//!   boot falls back to boot-A.
-//! * `reinstall-state`: `autoboot.txt` in the reinstall state boots boot-B
-//!   without a flag; the kernel starts and runs k8r-node as PID 1; the image
-//!   slot is not written.
-//! * `arm64-golden-boot` (not by default: slow): `golden-boot` for aarch64.
-//!
-//! The node runtime's scenarios (first boot, upgrade, refresh, power cuts,
-//! wipe, aarch64 first-boot report) join this list when `k8r-node run`
-//! lands. Run one with `K8R_VM_SCENARIO=name`, repeat a seed with
-//! `K8R_VM_SEED=N` (see the runner's docs). Needs what `vm_smoke` needs,
-//! plus `make node stubs`.
+//! Run one with `K8R_VM_SCENARIO=name`, repeat a seed with `K8R_VM_SEED=N`
+//! (see the runner's docs). Needs what `vm_smoke` needs, plus
+//! `make node stubs`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -46,12 +45,15 @@ use k8r_tests::vm::qemu::{Exit, GuestEnd, Machine, Running};
 use k8r_tests::vm::scenario::{assert_passed, Ctx, Runner, Scenario};
 use k8r_tests::vm::shell::Shell;
 
-const SCENARIOS: [Scenario; 5] = [
-    Scenario { name: "golden-boot", arch: Arch::X86_64, default: true, run: golden_boot },
-    Scenario { name: "golden-v2", arch: Arch::X86_64, default: true, run: golden_v2 },
+const SCENARIOS: [Scenario; 8] = [
+    Scenario { name: "first-boot", arch: Arch::X86_64, default: true, run: first_boot },
+    Scenario { name: "upgrade", arch: Arch::X86_64, default: true, run: upgrade },
+    Scenario { name: "refresh", arch: Arch::X86_64, default: true, run: refresh },
+    Scenario { name: "wipe", arch: Arch::X86_64, default: true, run: wipe },
+    Scenario { name: "power-cuts", arch: Arch::X86_64, default: true, run: power_cuts },
     Scenario { name: "tryboot-one-shot", arch: Arch::X86_64, default: true, run: tryboot_one_shot },
-    Scenario { name: "reinstall-state", arch: Arch::X86_64, default: true, run: reinstall_state },
-    Scenario { name: "arm64-golden-boot", arch: Arch::Aarch64, default: false, run: golden_boot },
+    Scenario { name: "golden-v2", arch: Arch::X86_64, default: true, run: golden_v2 },
+    Scenario { name: "arm64-first-boot", arch: Arch::Aarch64, default: true, run: first_boot },
 ];
 
 #[test]
@@ -146,56 +148,6 @@ fn image_slot_matches(disk: &Path, m: &Manifest) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn golden_boot(ctx: &mut Ctx) -> anyhow::Result<()> {
-    let arch = ctx.arch();
-    let (g, inst) = v1(ctx)?;
-    let disk = &inst.disk;
-    let (server, fwd) = ctx.serve(&inst.images)?;
-    let mut m = ctx.power_on(disk)?;
-    expect_target(disk, selection(&m)?, BootTarget::Working, false)?;
-    m.timeout = line_timeout(arch) * 3;
-    m.net = Some(fwd);
-    let run = m.start()?;
-    wait(&run, "Linux version", arch)?;
-    wait(&run, "login:", arch)?;
-    ctx.log("login prompt");
-    let mut sh = Shell::attach(&run, line_timeout(arch))?;
-    let t = Duration::from_secs(60);
-    let cmdline = sh.check("cat /proc/cmdline", t)?;
-    let working = disk::partuuid(disk, Role::Working)?;
-    ensure!(cmdline.contains(&format!("root=PARTUUID={working}")), "/proc/cmdline: {cmdline}");
-    let root = sh.check("findmnt -n -o SOURCE,OPTIONS /", t)?;
-    ensure!(root.starts_with("/dev/vda5 ") && root.contains("rw"), "root mount: {root}");
-    let data = sh.check("findmnt -n -o SOURCE /var/lib/k8r", t)?;
-    ensure!(data == "/dev/vda7", "the data partition is mounted from {data:?}");
-    let marker = sh.check(&format!("cat {MARKER}"), t)?;
-    ensure!(marker == Release::V1.marker().trim_end(), "release marker: {marker:?}");
-    let kubeadm = sh.check("kubeadm version -o short", t)?;
-    ensure!(kubeadm == format!("v{}", Release::V1.kubernetes_version()), "kubeadm (k8r-stub) says {kubeadm:?}");
-    let machine = sh.check("uname -m", t)?;
-    ensure!(machine == arch.name(), "uname -m says {machine}");
-    // The artifacts reach the guest where upgrade.http-url points.
-    let fetched = sh.check(FETCH_MANIFEST, line_timeout(arch))?;
-    let want = sha256_hex(&inst.images.join(MANIFEST_FILE))?;
-    ensure!(fetched.starts_with(&want), "the guest fetched a manifest hashing to {fetched:?}, not {want}");
-    ensure!(server.requests().iter().any(|r| r.path == "/images/manifest.json"), "{:?}", server.requests());
-    run.send("systemctl poweroff\n")?;
-    let out = run.wait()?;
-    ensure!(
-        (out.exit, out.end) == (Exit::Exited(0), GuestEnd::PowerOff),
-        "{:?}/{:?}: {}",
-        out.exit,
-        out.end,
-        out.serial_tail
-    );
-    ctx.log(&format!("powered off after {:.1?}", out.duration));
-    // Offline: what the node's status readers will see.
-    let text = disk::config_text(disk, IMAGE_MANIFEST)?.context("no image manifest on the config partition")?;
-    let slot = Manifest::parse(text.as_bytes())?;
-    ensure!(slot.version == g.manifest.version && slot.artifacts.image == g.manifest.artifacts.image, "{slot:?}");
-    image_slot_matches(disk, &g.manifest)
-}
-
 /// v2 is what the upgrade scenario needs: the same disk identity, a newer
 /// Kubernetes patch release, its own marker, on both root slots. Offline.
 fn golden_v2(ctx: &mut Ctx) -> anyhow::Result<()> {
@@ -260,28 +212,4 @@ fn tryboot_one_shot(ctx: &mut Ctx) -> anyhow::Result<()> {
     let parts: Vec<Option<u32>> = ctx.boot_records()?.iter().map(|r| r.partition).collect();
     ensure!(parts == vec![Some(3), Some(2)], "firmware decisions: {parts:?}");
     Ok(())
-}
-
-fn reinstall_state(ctx: &mut Ctx) -> anyhow::Result<()> {
-    let arch = ctx.arch();
-    let (g, inst) = v1(ctx)?;
-    let disk = &inst.disk;
-    disk::set_boot_target(disk, BootTarget::Reinstall)?;
-    let mut m = ctx.power_on(disk)?;
-    expect_target(disk, selection(&m)?, BootTarget::Reinstall, false)?;
-    m.timeout = line_timeout(arch) * 2;
-    let run = m.start()?;
-    wait(&run, "Linux version", arch)?;
-    // Until `k8r-node` does the reinstall as PID 1, it prints its version
-    // and exits, and the kernel panics (then reboots: panic=10); the
-    // panic's report names PID 1's command. When the runtime lands, this
-    // scenario asserts the reinstall instead.
-    let init = run.wait_for_line("PID: 1 Comm: ", line_timeout(arch))?.line;
-    ensure!(init.contains("PID: 1 Comm: k8r-node"), "PID 1 was not k8r-node: {init}");
-    let out = run.wait()?;
-    if !matches!(out.end, GuestEnd::Panic | GuestEnd::Reboot) {
-        bail!("the reinstall boot ended with {:?}/{:?}: {}", out.exit, out.end, out.serial_tail);
-    }
-    // Booted read-only: the slot still matches its manifest byte for byte.
-    image_slot_matches(disk, &g.manifest)
 }

@@ -197,6 +197,19 @@ pub enum UpgradeError {
         /// For boot-B: the file whose content differs.
         file: Option<String>,
     },
+    /// A written slot no longer holds what its manifest says (checked
+    /// before it is copied or booted).
+    #[error("{target}: its first {bytes} bytes hash to {actual}, not to {expected} as its manifest says")]
+    SlotMismatch {
+        /// The target's name.
+        target: String,
+        /// Bytes compared.
+        bytes: u64,
+        /// The manifest's digest.
+        expected: Sha256,
+        /// The digest of what the slot holds.
+        actual: Sha256,
+    },
     /// Building the FAT on boot-B failed for a reason other than the above.
     #[error("building the FAT on {target}: {source}")]
     Fat {
@@ -228,7 +241,9 @@ impl UpgradeError {
             UpgradeError::NoSpace { .. } => ErrorClass::NoSpace,
             // A sparse image file on a full filesystem.
             UpgradeError::Device { source, .. } if source.kind() == io::ErrorKind::StorageFull => ErrorClass::NoSpace,
-            UpgradeError::Device { .. } | UpgradeError::ReadbackMismatch { .. } => ErrorClass::Device,
+            UpgradeError::Device { .. } | UpgradeError::ReadbackMismatch { .. } | UpgradeError::SlotMismatch { .. } => {
+                ErrorClass::Device
+            }
             UpgradeError::Fat { source, .. } => match source {
                 FatError::NoSpace { .. } | FatError::DirectoryFull { .. } | FatError::Format { .. } => {
                     ErrorClass::NoSpace

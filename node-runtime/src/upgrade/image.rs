@@ -149,7 +149,12 @@ fn copy_after_head(raw: &mut dyn Read, target: &mut dyn Disk, cx: ReadContext<'_
 
 /// Hash `len` bytes of `target` from offset 0 and compare with `expected`.
 fn read_back(target: &mut dyn Disk, len: u64, expected: Sha256) -> Result<Sha256, UpgradeError> {
-    verify_slot(target, len, expected)
+    match verify_slot(target, len, expected) {
+        Err(UpgradeError::SlotMismatch { target, bytes, expected, actual }) => {
+            Err(UpgradeError::ReadbackMismatch { target, bytes, expected, actual, file: None })
+        }
+        other => other,
+    }
 }
 
 /// Hash the first `len` bytes of a written slot and compare them with the
@@ -180,7 +185,7 @@ pub fn verify_slot(target: &dyn Disk, len: u64, expected: Sha256) -> Result<Sha2
     }
     let (actual, bytes, _) = reader.finish();
     if actual != expected {
-        return Err(UpgradeError::ReadbackMismatch { target: target.name(), bytes, expected, actual, file: None });
+        return Err(UpgradeError::SlotMismatch { target: target.name(), bytes, expected, actual });
     }
     Ok(actual)
 }

@@ -1,5 +1,6 @@
 //! `k8r-stub`: a recording, validating stand-in for `kubeadm`, `kubectl`,
-//! `crictl` and `ctr`, for tests and VM guests where the real tools cannot
+//! `crictl` and `ctr` (and `containerd` and `kubelet` as daemons that
+//! only answer what k8r checks), for tests and VM guests where the real tools cannot
 //! run (no registry, no cluster). One multi-call binary: it acts as the
 //! tool named by `argv[0]` (install it under those names), or as
 //! `k8r-stub TOOL ARGS…`.
@@ -39,6 +40,8 @@ macro_rules! fail {
 mod args;
 #[path = "k8r_stub/crictl.rs"]
 mod crictl;
+#[path = "k8r_stub/daemons.rs"]
+mod daemons;
 #[path = "k8r_stub/kubeadm.rs"]
 mod kubeadm;
 #[path = "k8r_stub/kubectl.rs"]
@@ -234,6 +237,15 @@ fn main() -> ExitCode {
         .ok()
         .filter(|v| !v.is_empty())
         .or_else(|| read_bounded(&root.join("etc/k8r-stub/version")).ok().map(|s| s.trim().to_string()));
+    if let Some(result) = daemons::run(&tool, &args, &root, version.as_deref()) {
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(msg) => {
+                eprintln!("k8r-stub {tool}: {msg}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let time = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let record = Record {
         time,

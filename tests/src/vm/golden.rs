@@ -370,7 +370,7 @@ fn assemble_work(inputs: &Inputs, work: &Path) -> anyhow::Result<PathBuf> {
     std::os::unix::fs::symlink(&inputs.vendor, work.join("vendor.img"))
         .with_context(|| format!("linking {} into {}", inputs.vendor.display(), work.display()))?;
     let stub = fs::read(&inputs.stub).with_context(|| format!("reading {}", inputs.stub.display()))?;
-    component_dir(&inputs.components, &work.join("components"), inputs.arch, inputs.release, &stub)?;
+    component_dir(&inputs.components, &work.join("components"), inputs.arch, &stub)?;
     let extras = work.join("extras");
     fs::create_dir_all(&extras).with_context(|| format!("creating {}", extras.display()))?;
     release_tarball(inputs.release, &extras.join("release.tar.gz"))?;
@@ -398,7 +398,7 @@ pub fn config_text(template: &str, arch: Arch, release: Release) -> anyhow::Resu
 /// The component directory: the stub set of `components.sh` with k8r-stub
 /// as kubeadm, kubectl, crictl (in its archive) and ctr (in containerd's),
 /// and kubelet claiming `release`'s version.
-fn component_dir(from: &Path, to: &Path, arch: Arch, release: Release, stub: &[u8]) -> anyhow::Result<()> {
+fn component_dir(from: &Path, to: &Path, arch: Arch, stub: &[u8]) -> anyhow::Result<()> {
     fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
     let a = arch.go_arch();
     let crictl = format!("crictl-v1.33.0-linux-{a}.tar.gz");
@@ -408,14 +408,13 @@ fn component_dir(from: &Path, to: &Path, arch: Arch, release: Release, stub: &[u
         let name = entry.file_name().to_string_lossy().into_owned();
         let (src, dst) = (entry.path(), to.join(&name));
         match name.as_str() {
-            "kubeadm" | "kubectl" => write_exec(&dst, stub)?,
-            "kubelet" => {
-                let text = fs::read_to_string(&src).with_context(|| format!("reading {}", src.display()))?;
-                let text = text.replace(Release::V1.kubernetes_version(), release.kubernetes_version());
-                write_exec(&dst, text.as_bytes())?;
-            }
+            // k8r-stub acts as the tool its file is named after; as kubelet
+            // and containerd it is a daemon answering k8r's health checks.
+            "kubeadm" | "kubectl" | "kubelet" => write_exec(&dst, stub)?,
             n if n == crictl => rewrite_tgz(&src, &dst, &BTreeMap::from([("crictl", stub)]))?,
-            n if n == containerd => rewrite_tgz(&src, &dst, &BTreeMap::from([("bin/ctr", stub)]))?,
+            n if n == containerd => {
+                rewrite_tgz(&src, &dst, &BTreeMap::from([("bin/ctr", stub), ("bin/containerd", stub)]))?
+            }
             // The sums of the originals would not match.
             "SHA256SUMS" | "build.log" | "generation-ms" => {}
             _ => {
