@@ -102,7 +102,10 @@ pub fn boot(node: &Node<'_>, opts: &BootOptions) -> anyhow::Result<BootEnd> {
             let mut report = Report::new(ReportKind::FirstBoot, &obs.boot_id);
             let (state, _) = do_work(node, &mut disk, &obs, &work, &mut report);
             if work.contains(&BootWork::Report) {
-                report.health = node_health(node, &obs, &state);
+                // The kubelet and the node take a moment after kubeadm; wait
+                // a little so the report shows them rather than a race.
+                let (role, name) = identity(&obs, &state);
+                report.health = cluster::health_settled(node, role, &name, opts.settle.min(Duration::from_secs(60)));
                 finish_report(&mut report, &obs, &state);
                 report.write(&mut disk)?;
             }

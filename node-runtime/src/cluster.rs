@@ -187,6 +187,9 @@ fn fresh(node: &Node<'_>, seed: &Seed, v: KubeVersion, tools: &HostTools<'_>) ->
         remove_secret(node, "secrets/kubeadm-init.yaml");
         result?;
         write_marker(node, v)?;
+        // kubeadm restarts the kubelet itself; starting a running unit is a
+        // no-op, and one the gate kept from starting at boot starts now.
+        start_kubelet(node)?;
         apply_cni(node, tools)?;
         return Ok(BringUp::Initialized(v));
     }
@@ -208,6 +211,7 @@ fn fresh(node: &Node<'_>, seed: &Seed, v: KubeVersion, tools: &HostTools<'_>) ->
     remove_secret(node, "secrets/kubeadm-join.yaml");
     result?;
     write_marker(node, v)?;
+    start_kubelet(node)?;
     // The token did its work; the kubelet's own credentials are on data now.
     remove_secret(node, JOIN_SECRETS);
     Ok(BringUp::Joined(v))
@@ -261,10 +265,13 @@ fn allow_kubelet(node: &Node<'_>) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", gate.display()))
 }
 
-/// Start the kubelet through the init system.
+/// Start the kubelet through the init system. Without waiting for the
+/// start job: the kubelet's unit wants `network-online.target`, which may
+/// take minutes (or time out without a network), and the health checks
+/// see the kubelet when it is up.
 fn start_kubelet(node: &Node<'_>) -> anyhow::Result<()> {
     let (program, args): (&str, &[&str]) = match node.init_system() {
-        k8r_config::InitSystem::Systemd => ("systemctl", &["start", "kubelet.service"]),
+        k8r_config::InitSystem::Systemd => ("systemctl", &["start", "--no-block", "kubelet.service"]),
         k8r_config::InitSystem::OpenRc => ("rc-service", &["kubelet", "start"]),
     };
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();

@@ -128,7 +128,9 @@ pub fn http_get(url: &str) -> anyhow::Result<HttpReply> {
     let mut s = TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connecting to {authority}"))?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {authority}\r\n\r\n").with_context(|| format!("sending to {url}"))?;
+    // One write: a small server may answer (and close) after its first read.
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {authority}\r\n\r\n");
+    s.write_all(request.as_bytes()).with_context(|| format!("sending to {url}"))?;
     let mut buf = Vec::new();
     s.take(64 << 10).read_to_end(&mut buf).with_context(|| format!("reading from {url}"))?;
     parse_reply(&buf).with_context(|| format!("{url} answered something that is not HTTP"))
@@ -170,8 +172,12 @@ mod tests {
         let port = l.local_addr().expect("addr").port();
         let t = std::thread::spawn(move || {
             let (mut c, _) = l.accept().expect("accept");
+            // The whole request arrives in the first read (one write): a
+            // server that answers after one read must not cut it short.
+            std::thread::sleep(std::time::Duration::from_millis(200));
             let mut req = [0u8; 256];
-            let _ = c.read(&mut req);
+            let n = c.read(&mut req).expect("read");
+            assert!(req[..n].ends_with(b"\r\n\r\n"), "{:?}", String::from_utf8_lossy(&req[..n]));
             c.write_all(b"HTTP/1.1 503 Service Unavailable\r\n\r\nnot ready").expect("write");
         });
         let r = http_get(&format!("http://127.0.0.1:{port}/healthz")).expect("reply");

@@ -35,8 +35,8 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context};
 use k8r_config::{Arch, Role};
 use k8r_core::bootmodel::BootSelection;
-use k8r_core::configpart::{IMAGE_MANIFEST, TRYBOOT_FLAG};
-use k8r_core::manifest::{Manifest, MANIFEST_FILE};
+use k8r_core::configpart::TRYBOOT_FLAG;
+use k8r_core::manifest::Manifest;
 use k8r_core::slots::{BootTarget, MODE_ARG, MODE_REINSTALL, NODE_BINARY};
 use k8r_tests::vm::disk;
 use k8r_tests::vm::firmware::set_tryboot_flag;
@@ -110,29 +110,6 @@ fn expect_target(disk: &Path, sel: &BootSelection, target: BootTarget, tryboot: 
 
 fn wait(run: &Running, pattern: &str, arch: Arch) -> anyhow::Result<String> {
     Ok(run.wait_for(pattern, line_timeout(arch))?.line)
-}
-
-/// GET http://10.0.2.100/images/manifest.json with bash's /dev/tcp (no
-/// curl in a minimal root; the body is read by Content-Length, as the
-/// loopback server keeps connections open), retrying while the network
-/// comes up; prints the body's sha256.
-const FETCH_MANIFEST: &str = r#"cat >/tmp/k8r-fetch <<'EOF'
-exec 3<>/dev/tcp/10.0.2.100/80 || exit 1
-printf 'GET %s HTTP/1.1\r\nHost: 10.0.2.100\r\nConnection: close\r\n\r\n' "$1" >&3
-len=
-while IFS= read -r h <&3; do
-  h=${h%$'\r'}
-  [ -n "$h" ] || break
-  case "${h,,}" in content-length:*) len=${h#*:}; len=${len//[[:space:]]/} ;; esac
-done
-[ -n "$len" ] && head -c "$len" <&3
-EOF
-for i in $(seq 90); do bash /tmp/k8r-fetch /images/manifest.json >/tmp/m 2>/dev/null && break; sleep 1; done
-sha256sum </tmp/m"#;
-
-fn sha256_hex(path: &Path) -> anyhow::Result<String> {
-    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    Ok(k8r_core::io::sha256_reader(f)?.0.to_hex())
 }
 
 /// The image slot holds exactly the golden root the manifest describes.
@@ -212,4 +189,367 @@ fn tryboot_one_shot(ctx: &mut Ctx) -> anyhow::Result<()> {
     let parts: Vec<Option<u32>> = ctx.boot_records()?.iter().map(|r| r.partition).collect();
     ensure!(parts == vec![Some(3), Some(2)], "firmware decisions: {parts:?}");
     Ok(())
+}
+
+// ---- the node runtime's scenarios -------------------------------------------
+
+/// Every scenario's node: the first control plane of its cluster.
+const CP_SEED: &str = "hostname = \"cp-1\"\nrole = \"control-plane\"\n";
+
+/// How much larger than the image the simulated card is: room for first
+/// boot to grow the data partition into.
+const CARD_EXTRA: u64 = 768 << 20;
+
+/// A node: a copy of the `release` golden image on a larger card, seeded
+/// as `cp-1` with `k8r seed`'s code.
+fn node(ctx: &mut Ctx, release: Release) -> anyhow::Result<(Golden, Instance)> {
+    let g = golden_image(ctx.arch(), release)?;
+    ctx.note(format!("golden {release} {}", if g.built { "built" } else { "cached" }));
+    let inst = g.instantiate(&ctx.dir().join("node"))?;
+    let f = std::fs::OpenOptions::new().write(true).open(&inst.disk).context("opening the card")?;
+    let len = f.metadata()?.len();
+    f.set_len(len + CARD_EXTRA).context("growing the card")?;
+    let seed = k8r_config::seed::Seed::parse(CP_SEED)?;
+    k8r_builder::seed::write(&k8r_builder::seed::SeedOptions { target: inst.disk.clone(), seed })?;
+    Ok((g, inst))
+}
+
+/// Power on until a boot reaches a login prompt; boots that end first (the
+/// image root rebooting after a reinstall's copy) are followed by the next
+/// power-on, as the firmware would. Each power-on checks with the firmware
+/// model that the card boots at all.
+fn boot_to_login(
+    ctx: &mut Ctx,
+    disk: &Path,
+    net: Option<k8r_tests::vm::qemu::GuestFwd>,
+    max_boots: u32,
+) -> anyhow::Result<Running> {
+    let arch = ctx.arch();
+    for _ in 0..max_boots {
+        let mut m = ctx.power_on(disk)?;
+        let sel = selection(&m).map(|s| format!("partition {} (tryboot {})", s.partition, s.tryboot))?;
+        m.timeout = line_timeout(arch) * 4;
+        m.net = net;
+        let run = m.start()?;
+        match run.wait_for("login:", line_timeout(arch)) {
+            Ok(_) => {
+                ctx.log(&format!("login after booting {sel}"));
+                return Ok(run);
+            }
+            Err(k8r_tests::vm::qemu::WaitError::Ended { end, .. }) => {
+                ctx.log(&format!("boot of {sel} ended ({end:?}) before a login"));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    bail!("no login within {max_boots} boots")
+}
+
+/// In the guest: wait until the service has finished its boot work (the
+/// boot default is working, no reinstall is in flight, first boot is
+/// recorded on data) and no health check fails (the kubelet comes up after
+/// the network), then print `k8r-node status`.
+const SETTLED: &str = "for i in $(seq 200); do k8r-node status --json >/tmp/st 2>/dev/null && \
+grep -q '\"boot_default\": \"working\"' /tmp/st && grep -q '\"reinstall\": null' /tmp/st && \
+! grep -q '\"status\": \"fail\"' /tmp/st && \
+grep -q first-boot-done /var/lib/k8r/state/state.json 2>/dev/null && break; sleep 2; done; k8r-node status";
+
+/// Wait for the node to settle and check it is healthy: no failed health
+/// check, the service active. Returns `k8r-node status`.
+fn settled(ctx: &mut Ctx, sh: &mut Shell<'_>) -> anyhow::Result<String> {
+    let status = sh.check(SETTLED, Duration::from_secs(600))?;
+    ctx.log(&format!("k8r-node status:\n{status}"));
+    let journal =
+        sh.exec("journalctl -b -u k8r-node --no-pager -o short-monotonic | tail -40", Duration::from_secs(60))?;
+    ctx.log(&format!("k8r-node's log this boot:\n{}", journal.output));
+    ensure!(status.contains("default     working"), "not settled: {status}");
+    ensure!(status.contains(" 0 fail,"), "unhealthy: {status}");
+    let active = sh.check("systemctl is-active k8r-node", Duration::from_secs(30))?;
+    ensure!(active == "active", "k8r-node.service is {active}");
+    Ok(status)
+}
+
+/// A file on the data partition; returns its sha256 as the guest computes it.
+fn precious(sh: &mut Shell<'_>) -> anyhow::Result<String> {
+    let sum = sh.check(
+        "head -c 4194304 /dev/urandom >/var/lib/k8r/precious && sync && sha256sum /var/lib/k8r/precious",
+        Duration::from_secs(60),
+    )?;
+    Ok(sum.split_whitespace().next().unwrap_or_default().to_string())
+}
+
+fn precious_again(sh: &mut Shell<'_>, want: &str) -> anyhow::Result<()> {
+    let sum = sh.check("sha256sum /var/lib/k8r/precious", Duration::from_secs(60))?;
+    ensure!(sum.starts_with(want), "the file on data changed: {sum} (was {want})");
+    Ok(())
+}
+
+/// Type `command` at the shell and wait for the guest to reboot (the
+/// operator command ends in a reboot into reinstall mode).
+fn until_reboot(ctx: &mut Ctx, run: Running, command: &str) -> anyhow::Result<()> {
+    run.send(&format!("{command}\n"))?;
+    let out = run.wait()?;
+    ensure!(out.end == GuestEnd::Reboot, "`{command}` ended in {:?}/{:?}: {}", out.exit, out.end, out.serial_tail);
+    ctx.log(&format!("`{command}`: the guest rebooted after {:.1?}", out.duration));
+    Ok(())
+}
+
+fn power_off(ctx: &mut Ctx, run: Running) -> anyhow::Result<()> {
+    run.send("systemctl poweroff\n")?;
+    let out = run.wait()?;
+    ensure!(
+        (out.exit, out.end) == (Exit::Exited(0), GuestEnd::PowerOff),
+        "{:?}/{:?}: {}",
+        out.exit,
+        out.end,
+        out.serial_tail
+    );
+    ctx.log(&format!("powered off after {:.1?}", out.duration));
+    Ok(())
+}
+
+/// The report the node left on its config partition.
+fn report(disk: &Path) -> anyhow::Result<serde_json::Value> {
+    let text =
+        disk::config_text(disk, k8r_core::configpart::REPORT_JSON)?.context("no report on the config partition")?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+/// The k8r-stub calls recorded in the working root, offline.
+fn stub_calls(disk: &Path) -> anyhow::Result<Vec<serde_json::Value>> {
+    let log = disk::ext4_read(disk, Role::Working, "/var/log/k8r-stub.jsonl")?.unwrap_or_default();
+    Ok(String::from_utf8_lossy(&log).lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+}
+
+fn successful(calls: &[serde_json::Value], tool: &str, sub: &str) -> usize {
+    calls.iter().filter(|c| c["tool"] == tool && c["argv"][0] == sub && c["exit"] == 0).count()
+}
+
+/// e2fsck -fn on a partition of the card (through e2fsprogs' offset).
+fn e2fsck(disk: &Path, role: Role) -> anyhow::Result<()> {
+    let p = disk::partition(disk, role)?;
+    k8r_core::cmd::run(std::process::Command::new("e2fsck").arg("-fn").arg(format!(
+        "{}?offset={}",
+        disk.display(),
+        p.offset().get()
+    )))
+    .with_context(|| format!("e2fsck of {role}"))?;
+    Ok(())
+}
+
+fn first_boot(ctx: &mut Ctx) -> anyhow::Result<()> {
+    let arch = ctx.arch();
+    let (_, inst) = node(ctx, Release::V1)?;
+    let disk = &inst.disk;
+    let data_before = disk::partition(disk, Role::Data)?;
+    // A network, as every node has (the kubelet's unit waits for it).
+    let (_server, fwd) = ctx.serve(&inst.images)?;
+    let run = boot_to_login(ctx, disk, Some(fwd), 1)?;
+    let mut sh = Shell::attach(&run, line_timeout(arch))?;
+    settled(ctx, &mut sh)?;
+    let t = Duration::from_secs(60);
+    // The kernel's view: p7 reaches the end of the disk, its filesystem fills it.
+    let num = |sh: &mut Shell<'_>, cmd: &str| -> anyhow::Result<u64> {
+        let text = sh.check(cmd, t)?;
+        text.trim().parse().with_context(|| format!("`{cmd}` printed {text:?}"))
+    };
+    let disk_sectors = num(&mut sh, "cat /sys/class/block/vda/size")?;
+    let start = num(&mut sh, "cat /sys/class/block/vda7/start")?;
+    let size = num(&mut sh, "cat /sys/class/block/vda7/size")?;
+    ensure!(start + size + 2048 >= disk_sectors, "p7 ends at {} of {disk_sectors} sectors", start + size);
+    let fs = num(&mut sh, "df -B1 --output=size /var/lib/k8r | tail -1")?;
+    ensure!(fs > size * 512 * 9 / 10, "the data filesystem is {fs} bytes in a {}-byte partition", size * 512);
+    let data = sh.check("findmnt -n -o SOURCE /var/lib/k8r", t)?;
+    ensure!(data == "/dev/vda7", "data is mounted from {data:?}");
+    let binds =
+        sh.check("for d in /etc/kubernetes /var/lib/kubelet /var/lib/etcd; do findmnt -n -o TARGET $d; done", t)?;
+    ensure!(binds.lines().count() == 3, "bind mounts: {binds}");
+    let hostname = sh.check("hostname", t)?;
+    ensure!(hostname == "cp-1", "hostname {hostname:?}");
+    let machine = sh.check("uname -m", t)?;
+    ensure!(machine == arch.name(), "uname -m says {machine}");
+    power_off(ctx, run)?;
+    // Offline: the table, the filesystems, the report, kubeadm's call.
+    let p7 = disk::partition(disk, Role::Data)?;
+    ensure!(p7.start == data_before.start && p7.sectors > data_before.sectors, "{p7:?} vs {data_before:?}");
+    k8r_core::cmd::run(std::process::Command::new("sfdisk").arg("--verify").arg(disk))?;
+    for role in [Role::Working, Role::Data] {
+        e2fsck(disk, role)?;
+    }
+    let r = report(disk)?;
+    ensure!(r["kind"] == "first-boot" && r["ok"] == true && r["hostname"] == "cp-1", "report: {r:#}");
+    let calls = stub_calls(disk)?;
+    let init = calls
+        .iter()
+        .find(|c| c["tool"] == "kubeadm" && c["argv"][0] == "init")
+        .context("kubeadm init was not called")?;
+    ensure!(init["exit"] == 0, "kubeadm init failed: {init:#}");
+    ctx.note(format!("data {} → {} MiB", data_before.len().get() >> 20, p7.len().get() >> 20));
+    Ok(())
+}
+
+fn upgrade(ctx: &mut Ctx) -> anyhow::Result<()> {
+    let arch = ctx.arch();
+    let (_, inst) = node(ctx, Release::V1)?;
+    let v2 = golden_image(arch, Release::V2)?;
+    let two = v2.instantiate(&ctx.dir().join("v2"))?;
+    let disk = &inst.disk;
+    let (server, fwd) = ctx.serve(&two.images)?;
+    let run = boot_to_login(ctx, disk, Some(fwd), 1)?;
+    let mut sh = Shell::attach(&run, line_timeout(arch))?;
+    settled(ctx, &mut sh)?;
+    let sum = precious(&mut sh)?;
+    until_reboot(ctx, run, "k8r-node upgrade --reinstall")?;
+    ensure!(server.requests().iter().any(|r| r.path.ends_with("image.img.zst")), "{:?}", server.requests());
+    // The image slot holds v2 before anything else changes.
+    image_slot_matches(disk, &v2.manifest)?;
+    let run = boot_to_login(ctx, disk, Some(fwd), 3)?;
+    let mut sh = Shell::attach(&run, line_timeout(arch))?;
+    let status = settled(ctx, &mut sh)?;
+    let t = Duration::from_secs(60);
+    ensure!(status.contains(&format!("working     {}", v2.manifest.version)), "{status}");
+    let marker = sh.check(&format!("cat {MARKER}"), t)?;
+    ensure!(marker == Release::V2.marker().trim_end(), "release marker: {marker:?}");
+    let state = sh.check("cat /var/lib/k8r/state/kubernetes-version", t)?;
+    ensure!(state == Release::V2.kubernetes_version(), "the cluster state is at {state}");
+    precious_again(&mut sh, &sum)?;
+    power_off(ctx, run)?;
+    let calls = stub_calls(disk)?;
+    ensure!(successful(&calls, "kubeadm", "upgrade") == 1, "kubeadm upgrade: {calls:#?}");
+    let parts: Vec<Option<u32>> = ctx.boot_records()?.iter().map(|r| r.partition).collect();
+    ensure!(parts == vec![Some(2), Some(3), Some(2)], "firmware decisions: {parts:?}");
+    let r = report(disk)?;
+    ensure!(r["kind"] == "reinstall" && r["ok"] == true, "report: {r:#}");
+    for role in [Role::Working, Role::Image, Role::Data] {
+        e2fsck(disk, role)?;
+    }
+    Ok(())
+}
+
+fn refresh(ctx: &mut Ctx) -> anyhow::Result<()> {
+    let arch = ctx.arch();
+    let (_, inst) = node(ctx, Release::V1)?;
+    let disk = &inst.disk;
+    let (_server, fwd) = ctx.serve(&inst.images)?;
+    let run = boot_to_login(ctx, disk, Some(fwd), 1)?;
+    let mut sh = Shell::attach(&run, line_timeout(arch))?;
+    settled(ctx, &mut sh)?;
+    let sum = precious(&mut sh)?;
+    // Break the working root for good: no /usr/bin (merged /usr: no /bin
+    // either). The operator's copy of k8r-node still asks for the refresh.
+    until_reboot(ctx, run, "cp /usr/bin/k8r-node /run/k8r-node && rm -rf /usr/bin; /run/k8r-node reinstall")?;
+    let run = boot_to_login(ctx, disk, Some(fwd), 3)?;
+    let mut sh = Shell::attach(&run, line_timeout(arch))?;
+    settled(ctx, &mut sh)?;
+    let ls = sh.check("ls /usr/bin | wc -l", Duration::from_secs(30))?;
+    ensure!(ls.trim().parse::<u32>().unwrap_or(0) > 100, "/usr/bin has {ls} entries");
+    precious_again(&mut sh, &sum)?;
+    power_off(ctx, run)?;
+    let calls = stub_calls(disk)?;
+    ensure!(successful(&calls, "kubeadm", "init") == 0, "the refreshed root ran kubeadm init again: {calls:#?}");
+    let r = report(disk)?;
+    ensure!(r["kind"] == "reinstall" && r["ok"] == true, "report: {r:#}");
+    Ok(())
+}
+
+fn wipe(ctx: &mut Ctx) -> anyhow::Result<()> {
+    let arch = ctx.arch();
+    let (_, inst) = node(ctx, Release::V1)?;
+    let disk = &inst.disk;
+    let (_server, fwd) = ctx.serve(&inst.images)?;
+    let run = boot_to_login(ctx, disk, Some(fwd), 1)?;
+    let mut sh = Shell::attach(&run, line_timeout(arch))?;
+    settled(ctx, &mut sh)?;
+    precious(&mut sh)?;
+    let uid = sh.check("sha256sum /etc/kubernetes/pki/ca.crt", Duration::from_secs(30))?;
+    until_reboot(ctx, run, "k8r-node wipe --yes")?;
+    let run = boot_to_login(ctx, disk, Some(fwd), 3)?;
+    let mut sh = Shell::attach(&run, line_timeout(arch))?;
+    settled(ctx, &mut sh)?;
+    let gone = sh.exec("test -e /var/lib/k8r/precious", Duration::from_secs(30))?;
+    ensure!(gone.status != 0, "the file on data survived the wipe");
+    let ca = sh.check("sha256sum /etc/kubernetes/pki/ca.crt", Duration::from_secs(30))?;
+    ensure!(ca != uid, "the cluster CA is the old one: no new first boot");
+    power_off(ctx, run)?;
+    let calls = stub_calls(disk)?;
+    ensure!(successful(&calls, "kubeadm", "init") == 1, "a new kubeadm init: {calls:#?}");
+    e2fsck(disk, Role::Data)?;
+    Ok(())
+}
+
+/// At least this many power cuts per run.
+const MIN_CUTS: u32 = 20;
+
+/// Power cuts at seeded random points over an upgrade and reinstalls:
+/// every flow is cut again and again, each next power-on must be bootable
+/// (the firmware model decides), and the node must converge.
+fn power_cuts(ctx: &mut Ctx) -> anyhow::Result<()> {
+    let arch = ctx.arch();
+    let (_, inst) = node(ctx, Release::V1)?;
+    let v2 = golden_image(arch, Release::V2)?;
+    let two = v2.instantiate(&ctx.dir().join("v2"))?;
+    let disk = &inst.disk;
+    let (_server, fwd) = ctx.serve(&two.images)?;
+    let mut run = boot_to_login(ctx, disk, Some(fwd), 1)?;
+    let mut sh = Shell::attach(&run, line_timeout(arch))?;
+    settled(ctx, &mut sh)?;
+    let sum = precious(&mut sh)?;
+    let mut cuts = 0;
+    let mut flows = 0;
+    loop {
+        // A settled node at a login: start a flow, then cut it repeatedly.
+        let done = disk_version(disk, k8r_core::configpart::WORKING_MANIFEST)? == Some(v2.manifest.version.clone());
+        if done && cuts >= MIN_CUTS {
+            break;
+        }
+        flows += 1;
+        let command = if done { "k8r-node reinstall" } else { "k8r-node upgrade --reinstall" };
+        ctx.log(&format!("flow {flows}: `{command}` ({cuts} cuts so far)"));
+        run.send(&format!("{command}\n"))?;
+        // Up to 4 cuts per flow, so one flow never loses more than 4 boots.
+        let mut current = Some(run);
+        for _ in 0..4 {
+            let Some(r) = current.take() else { break };
+            let at = ctx.cut_point(&format!("flow {flows}"), Duration::from_secs(1)..Duration::from_secs(50));
+            match r.wait_for("@@never-printed@@", at) {
+                Err(k8r_tests::vm::qemu::WaitError::Ended { .. }) => ctx.log("the boot ended before its cut"),
+                _ => {
+                    let out = r.kill()?;
+                    if out.exit == Exit::Killed {
+                        cuts += 1;
+                    }
+                }
+            }
+            // The next power-on: must be bootable; cut it too (if it is part of the flow).
+            let in_flow = disk::config_read(disk, k8r_core::configpart::REINSTALL_RECORD)?.is_some();
+            if !in_flow {
+                break;
+            }
+            let mut m = ctx.power_on(disk)?;
+            m.timeout = line_timeout(arch) * 4;
+            m.net = Some(fwd);
+            current = Some(m.start()?);
+        }
+        drop(current);
+        // Let it converge to a login on a settled node.
+        run = boot_to_login(ctx, disk, Some(fwd), 12)?;
+        let mut sh = Shell::attach(&run, line_timeout(arch))?;
+        settled(ctx, &mut sh)?;
+        precious_again(&mut sh, &sum)?;
+    }
+    power_off(ctx, run)?;
+    ctx.note(format!("{cuts} power cuts over {flows} flows"));
+    ensure!(cuts >= MIN_CUTS, "only {cuts} cuts");
+    let r = report(disk)?;
+    ensure!(r["ok"] == true, "report: {r:#}");
+    for role in [Role::Working, Role::Image, Role::Data] {
+        e2fsck(disk, role)?;
+    }
+    image_slot_matches(disk, &v2.manifest)
+}
+
+/// The version in a slot manifest on the config partition.
+fn disk_version(disk: &Path, path: &str) -> anyhow::Result<Option<String>> {
+    let Some(text) = disk::config_text(disk, path)? else { return Ok(None) };
+    Ok(Some(Manifest::parse(text.as_bytes())?.version))
 }

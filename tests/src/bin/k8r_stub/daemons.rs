@@ -7,7 +7,8 @@
 //! * `kubelet`: exits with an error until kubeadm wrote its config (as the
 //!   real one does, so the unit keeps restarting it), then answers
 //!   `GET /healthz` with `ok` on 127.0.0.1:10248, where k8r-node's health
-//!   check asks.
+//!   check asks; and on a control plane (an etcd static pod manifest) it
+//!   stands in for that pod too: `GET /health` on 127.0.0.1:2381.
 //!
 //! `--version`/`version` print what the real tools print. Both run until
 //! they are killed.
@@ -19,6 +20,8 @@ use std::path::Path;
 
 /// The kubelet's health port.
 const KUBELET_HEALTHZ: &str = "127.0.0.1:10248";
+/// etcd's metrics and health port as kubeadm configures it.
+const ETCD_HEALTH: &str = "127.0.0.1:2381";
 
 /// Run `tool` as a daemon; `None` when it is not one of the daemons.
 pub fn run(tool: &str, args: &[String], root: &Path, version: Option<&str>) -> Option<Result<(), String>> {
@@ -60,19 +63,38 @@ fn kubelet(root: &Path) -> Result<(), String> {
         ));
     }
     let listener = TcpListener::bind(KUBELET_HEALTHZ).map_err(|e| format!("listening on {KUBELET_HEALTHZ}: {e}"))?;
+    if root.join("etc/kubernetes/manifests/etcd.yaml").is_file() {
+        let etcd = TcpListener::bind(ETCD_HEALTH).map_err(|e| format!("listening on {ETCD_HEALTH}: {e}"))?;
+        std::thread::spawn(move || serve(&etcd, "GET /health", br#"{"health":"true","reason":""}"#));
+    }
     notify_ready();
+    serve(&listener, "GET /healthz", b"ok");
+    Ok(())
+}
+
+/// Answer `path_prefix` requests with 200 and `body`, others with 404.
+fn serve(listener: &TcpListener, path_prefix: &str, body: &[u8]) {
     for conn in listener.incoming() {
         let Ok(mut c) = conn else { continue };
-        let mut req = [0u8; 1024];
-        let n = c.read(&mut req).unwrap_or(0);
-        let reply: &[u8] = if req[..n].starts_with(b"GET /healthz") {
-            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+        // Read the request head whole (clients may send it in pieces).
+        let mut req = Vec::new();
+        let mut buf = [0u8; 512];
+        while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 8192 {
+            match c.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => req.extend_from_slice(&buf[..n]),
+            }
+        }
+        let reply = if req.starts_with(path_prefix.as_bytes()) {
+            let mut r =
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).into_bytes();
+            r.extend_from_slice(body);
+            r
         } else {
-            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
         };
-        let _ = c.write_all(reply);
+        let _ = c.write_all(&reply);
     }
-    Ok(())
 }
 
 /// `sd_notify(READY=1)` when started by systemd with `Type=notify`.
