@@ -59,7 +59,29 @@ impl Golden {
 }
 
 static BUILDS: OnceLock<Mutex<BTreeMap<String, Golden>>> = OnceLock::new();
-static BUILD_DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+static BUILD_DIR: OnceLock<PathBuf> = OnceLock::new();
+
+/// This test process's build directory under cargo's test scratch space.
+/// Statics are never dropped, so a temporary directory would outlive every
+/// run: instead each process removes the directories of processes that
+/// are gone before it makes its own.
+fn build_dir() -> &'static Path {
+    BUILD_DIR.get_or_init(|| {
+        let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("node-sim");
+        if let Ok(entries) = std::fs::read_dir(&base) {
+            for e in entries.flatten() {
+                let pid = e.file_name().to_string_lossy().parse::<i32>().ok();
+                let alive = pid.is_some_and(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok());
+                if !alive {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let dir = base.join(std::process::id().to_string());
+        std::fs::create_dir_all(&dir).expect("build dir");
+        dir
+    })
+}
 
 /// A golden image of `version` with Kubernetes `kube`, optionally with a
 /// marker file `/etc/k8r-marker` holding `marker` (an extra archive).
@@ -70,7 +92,7 @@ pub fn golden(version: &str, kube: &str, marker: Option<&str>) -> Golden {
     if let Some(g) = map.get(&key) {
         return g.clone();
     }
-    let base = BUILD_DIR.get_or_init(|| tempfile::tempdir().expect("tempdir")).path().join(&key);
+    let base = build_dir().join(&key);
     std::fs::create_dir_all(&base).expect("build dir");
     let g = build_golden(&base, version, kube, marker).unwrap_or_else(|e| panic!("building {key}: {e:#}"));
     map.insert(key, g.clone());
