@@ -15,6 +15,14 @@ pub const MANIFEST_FORMAT: u32 = 1;
 /// File name of the manifest beside the artifacts.
 pub const MANIFEST_FILE: &str = "manifest.json";
 
+/// File name of the detached minisign signature of [`MANIFEST_FILE`],
+/// beside it (the name `minisign -Sm manifest.json` writes).
+pub const SIGNATURE_FILE: &str = "manifest.json.minisig";
+
+/// A signature file larger than this is refused before parsing (a minisign
+/// signature is about 300 bytes plus its trusted comment).
+pub const MAX_SIGNATURE_BYTES: usize = 4 << 10;
+
 /// A manifest larger than this is refused before parsing.
 pub const MAX_MANIFEST_BYTES: usize = 64 << 10;
 

@@ -228,6 +228,8 @@ fn preflight_refuses_boot_files_larger_than_boot_b() {
         arch: k8r_config::Arch::Aarch64,
         compressions: &ACCEPTED_COMPRESSION,
         kube_check: None,
+        installed_version: None,
+        allow_downgrade: false,
     };
     preflight(&m, &node).expect("the test tree fits");
     m.artifacts.boot.raw_size = BOOT_SLOT;
