@@ -18,7 +18,7 @@ use k8r_core::disk::FileDisk;
 use k8r_core::ext4::e2fs::{self, Clock, Mode, Target};
 use k8r_core::ext4::{Ext4Fs, Superblock};
 use k8r_core::io::progress::{NoProgress, Reporter};
-use k8r_core::manifest::{Artifacts, DiskArtifact, Manifest, MANIFEST_FILE, MANIFEST_FORMAT};
+use k8r_core::manifest::{Artifacts, DiskArtifact, Manifest, MANIFEST_FILE, MANIFEST_FORMAT, SIGNATURE_FILE};
 use k8r_core::platform::Platform;
 use k8r_core::slots::{BootTarget, CmdlineOptions};
 
@@ -47,6 +47,8 @@ pub struct BuildOptions {
     pub allow_secrets_in_image: bool,
     /// Keep the work directory (for debugging).
     pub keep_work: bool,
+    /// Sign `manifest.json` with this key (`manifest.json.minisig`).
+    pub sign: Option<crate::signing::SigningKey>,
 }
 
 /// What a build produced.
@@ -64,6 +66,8 @@ pub struct BuildReport {
     pub steps: Vec<(String, Duration)>,
     /// Notes from the golden root plan and warnings.
     pub notes: Vec<String>,
+    /// The id of the key that signed the manifest, if it was signed.
+    pub signed_by: Option<String>,
 }
 
 /// Removes the staging directory unless the build was published.
@@ -103,6 +107,7 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
     let cfg = cluster::load(&opts.config).with_context(|| format!("loading {}", opts.config.display()))?;
     let mut notes = cfg.warnings();
     refuse_secrets(&cfg, opts.allow_secrets_in_image)?;
+    notes.extend(check_keys(&cfg, opts.sign.as_ref())?);
     let epoch = build_epoch()?;
     let out_dir = opts.output.clone().unwrap_or_else(|| cfg.output.dir.clone());
     std::fs::create_dir_all(&out_dir)
@@ -234,6 +239,10 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
         manifest.artifacts.image.file.clone(),
         manifest.artifacts.boot.file.clone(),
     ];
+    if let Some(key) = &opts.sign {
+        sign_manifest(key, &manifest, &staging.dir, epoch)?;
+        names.push(SIGNATURE_FILE.into());
+    }
     let mut sums = Vec::new();
     for n in &names {
         let digest = match n.as_str() {
@@ -250,7 +259,48 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
     names.push(MANIFEST_FILE.into());
     let files = publish(&staging.dir, &out_dir, &names)?;
     steps.done("publish");
-    Ok(BuildReport { dir: out_dir, manifest, plan, files, steps: steps.0, notes })
+    let signed_by = opts.sign.as_ref().map(crate::signing::SigningKey::key_id);
+    Ok(BuildReport { dir: out_dir, manifest, plan, files, steps: steps.0, notes, signed_by })
+}
+
+/// The key baked into the image (`upgrade.public-key`) must be a minisign
+/// public key, and the signing key must be its secret half: otherwise the
+/// nodes of this image would refuse this very build's upgrades. Returns a
+/// note when nodes will require signatures this build does not carry.
+fn check_keys(cfg: &ClusterConfig, sign: Option<&crate::signing::SigningKey>) -> anyhow::Result<Vec<String>> {
+    let Some(path) = &cfg.upgrade.public_key else {
+        return Ok(Vec::new());
+    };
+    let baked = crate::signing::load_public_key(path).context("upgrade.public-key")?;
+    let baked_id = crate::signing::key_id(baked.keynum());
+    match sign {
+        Some(key) if !key.matches(&baked) => bail!(
+            "the signing key {} (id {}) is not the secret half of upgrade.public-key {} (id {baked_id}): \
+             nodes of this image would refuse its own upgrades",
+            key.path().display(),
+            key.key_id(),
+            path.display()
+        ),
+        Some(_) => Ok(Vec::new()),
+        None => Ok(vec![format!(
+            "{MANIFEST_FILE} is not signed, and nodes of this image accept only manifests signed with key \
+             {baked_id}: build with --sign, or sign it with `minisign -Sm {MANIFEST_FILE} -s KEY` before serving"
+        )]),
+    }
+}
+
+/// Write `manifest.json.minisig` for the manifest just written (the exact
+/// bytes on disk are signed, then read back and compared).
+fn sign_manifest(key: &crate::signing::SigningKey, m: &Manifest, dir: &Path, epoch: u64) -> anyhow::Result<()> {
+    let path = dir.join(MANIFEST_FILE);
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    anyhow::ensure!(bytes == m.to_json().as_bytes(), "{} changed while the build was signing it", path.display());
+    let comment = format!("timestamp:{epoch}\tfile:{MANIFEST_FILE}\thashed\tversion:{}\tarch:{}", m.version, m.arch);
+    let sig = key.sign(&bytes, &comment)?;
+    let sig_path = dir.join(SIGNATURE_FILE);
+    std::fs::write(&sig_path, sig).with_context(|| format!("writing {}", sig_path.display()))?;
+    tracing::info!("signed {MANIFEST_FILE} with key {}", key.key_id());
+    Ok(())
 }
 
 /// The staged components as root edits (owner root; directories that
@@ -453,7 +503,8 @@ fn check_space(dir: &Path, need: Bytes, what: &str) -> anyhow::Result<()> {
 /// Move the staged files into `out`, manifest last; remove artifacts of
 /// the other compression left by an earlier build.
 fn publish(staging: &Path, out: &Path, names: &[String]) -> anyhow::Result<Vec<PathBuf>> {
-    for stale in ["image.img.xz", "image.img.zst", "boot.tar.xz", "boot.tar.zst"] {
+    // A signature of an earlier build would not match this manifest.
+    for stale in ["image.img.xz", "image.img.zst", "boot.tar.xz", "boot.tar.zst", SIGNATURE_FILE] {
         if !names.iter().any(|n| n == stale) {
             let _ = std::fs::remove_file(out.join(stale));
         }

@@ -15,4 +15,5 @@ pub mod layout;
 pub mod logging;
 pub mod node_binary;
 pub mod seed;
+pub mod signing;
 pub mod vendor;
