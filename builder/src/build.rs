@@ -28,6 +28,7 @@ use crate::golden::edits::{Content as FileContent, RootEdits};
 use crate::golden::fstab::FstabTargets;
 use crate::golden::root::{self as golden_root, GoldenInputs, Release};
 use crate::layout::{self, Content, DiskIdentity, LayoutRequest, Plan};
+use crate::secrets;
 use crate::vendor::{self, SpooledPartition, VendorImage};
 use k8r_core::ext4::e2fs::Attrs;
 
@@ -173,6 +174,7 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
     // 5. Boot files and the partition plan.
     let firmware = firmware_for(&cfg, arch);
     let boot = BootTree::open(vendor::open_spooled(&boot_part)?, firmware)?;
+    notes.extend(secrets::refuse(&scan_boot_files(&boot)?, 0, opts.allow_secrets_in_image)?);
     let request = layout_request(&cfg);
     let plan =
         layout::plan(&request, &Content { golden_fs: Bytes(golden_size), boot_files: Bytes(boot.bytes()) }, identity)?;
@@ -186,7 +188,7 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
     let boot_path = staging.dir.join(crate::artifacts::boot_file_name(&enc));
     let b_cmdline = assemble::slot_cmdline(&plan, boot.vendor_cmdline(), BootTarget::Reinstall, &cmdopts)?;
     let boot_art = crate::artifacts::boot(&boot, &b_cmdline, epoch, &boot_path, enc)?;
-    let image_art = std::thread::scope(|s| -> anyhow::Result<_> {
+    let (image_art, scanned) = std::thread::scope(|s| -> anyhow::Result<_> {
         let compress = s.spawn(|| {
             crate::artifacts::image(
                 &root_file,
@@ -199,6 +201,10 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
         assemble::write_disk(&disk_path, &inputs, &NoProgress)?;
         compress.join().map_err(|_| anyhow::anyhow!("the compression thread panicked"))?
     })?;
+    let (root_findings, dropped) = scanned.finish();
+    let block_size = u64::from(Superblock::read(&FileDisk::open(&root_file)?)?.block_size());
+    let located = secrets::locate_in_ext4(&root_file, block_size, &root_findings)?;
+    notes.extend(secrets::refuse(&located, dropped, opts.allow_secrets_in_image)?);
     steps.done("disk image and compression");
     // 7. The config partition records both slots; then the whole image is
     //    checked with the firmware model, mapped and hashed.
@@ -261,6 +267,16 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
     steps.done("publish");
     let signed_by = opts.sign.as_ref().map(crate::signing::SigningKey::key_id);
     Ok(BuildReport { dir: out_dir, manifest, plan, files, steps: steps.0, notes, signed_by })
+}
+
+/// Secrets in the vendor's boot files (a cloud-init `user-data` with keys).
+fn scan_boot_files<D: k8r_core::Disk>(boot: &BootTree<D>) -> anyhow::Result<Vec<secrets::Located>> {
+    let mut found = Vec::new();
+    boot.for_each_file(|path, r| {
+        found.extend(secrets::scan_file(&format!("the boot files: {path}"), r)?);
+        Ok(())
+    })?;
+    Ok(found)
 }
 
 /// The key baked into the image (`upgrade.public-key`) must be a minisign

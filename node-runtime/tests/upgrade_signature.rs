@@ -154,7 +154,9 @@ fn bad_signatures_are_refused_before_any_write() {
     let at = sig.iter().position(|&b| b == b'\n').expect("two lines") + 20;
     flipped_sig[at] = if flipped_sig[at] == b'A' { b'B' } else { b'A' };
     let huge_sig = vec![b'A'; 5000];
-    let cases: Vec<(&str, Vec<u8>, Option<Vec<u8>>, &str)> = vec![
+    // (case, manifest bytes, signature bytes, expected message)
+    type Case<'a> = (&'a str, Vec<u8>, Option<Vec<u8>>, &'a str);
+    let cases: Vec<Case> = vec![
         ("unsigned", bytes.clone(), None, "the manifest is not signed"),
         ("tampered manifest", evil_bytes, Some(sig.clone()), "does not match the manifest's bytes"),
         ("signature over other bytes", bytes.clone(), Some(older_sig), "does not match the manifest's bytes"),
