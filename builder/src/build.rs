@@ -280,29 +280,33 @@ fn scan_boot_files<D: k8r_core::Disk>(boot: &BootTree<D>) -> anyhow::Result<Vec<
 }
 
 /// The key baked into the image (`upgrade.public-key`) must be a minisign
-/// public key, and the signing key must be its secret half: otherwise the
-/// nodes of this image would refuse this very build's upgrades. Returns a
-/// note when nodes will require signatures this build does not carry.
+/// public key (a bad one would make its nodes refuse every upgrade). Notes
+/// when the nodes of this image will want signatures this build does not
+/// carry, and when the build is signed with another key than the one it
+/// bakes in: right while rotating keys (the fleet installing this build
+/// still trusts the old key), a mistake otherwise.
 fn check_keys(cfg: &ClusterConfig, sign: Option<&crate::signing::SigningKey>) -> anyhow::Result<Vec<String>> {
     let Some(path) = &cfg.upgrade.public_key else {
         return Ok(Vec::new());
     };
     let baked = crate::signing::load_public_key(path).context("upgrade.public-key")?;
     let baked_id = crate::signing::key_id(baked.keynum());
-    match sign {
-        Some(key) if !key.matches(&baked) => bail!(
-            "the signing key {} (id {}) is not the secret half of upgrade.public-key {} (id {baked_id}): \
-             nodes of this image would refuse its own upgrades",
-            key.path().display(),
+    Ok(match sign {
+        Some(key) if !key.matches(&baked) => vec![format!(
+            "{MANIFEST_FILE} is signed with key {} ({}), but this image trusts key {baked_id} ({}): \
+             nodes that trust {} install this build, and then accept only builds signed with {baked_id} \
+             (a key rotation; otherwise pass the matching key)",
             key.key_id(),
-            path.display()
-        ),
-        Some(_) => Ok(Vec::new()),
-        None => Ok(vec![format!(
+            key.path().display(),
+            path.display(),
+            key.key_id(),
+        )],
+        Some(_) => Vec::new(),
+        None => vec![format!(
             "{MANIFEST_FILE} is not signed, and nodes of this image accept only manifests signed with key \
              {baked_id}: build with --sign, or sign it with `minisign -Sm {MANIFEST_FILE} -s KEY` before serving"
-        )]),
-    }
+        )],
+    })
 }
 
 /// Write `manifest.json.minisig` for the manifest just written (the exact

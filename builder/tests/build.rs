@@ -450,30 +450,35 @@ fn write_image_like_a_node(source: &k8r_node::upgrade::ArtifactSource, m: &k8r_c
     assert_eq!(report.readback, Some(m.artifacts.image.raw_sha256));
 }
 
+/// Signing with another key than the baked-in one is a key rotation: the
+/// build succeeds, signed by the old key, says so, and bakes in the new
+/// one. A baked-in key that is not a minisign key is refused up front.
 #[test]
-fn a_signing_key_that_is_not_the_baked_key_is_refused() {
+fn a_key_rotation_build_and_a_bad_baked_key() {
     use k8r_builder::signing::{keygen, KeygenOptions, Password, SigningKey};
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    for name in ["baked", "other"] {
+    let mut ids = Vec::new();
+    for name in ["new", "old"] {
         let opts = KeygenOptions {
             secret_key: d.join(format!("{name}.key")),
             public_key: d.join(format!("{name}.pub")),
             password: Password::None,
             force: false,
         };
-        keygen(&opts).expect("keygen");
+        ids.push(keygen(&opts).expect("keygen").key_id);
     }
-    let key = SigningKey::load(&d.join("other.key"), &Password::None).expect("key");
-    let extra = format!("[upgrade]\npublic-key = \"{}\"", d.join("baked.pub").display());
-    let opts = BuildOptions { sign: Some(key), ..BuildOptions::default() };
-    let err = run_build_with(d, Fixture::UbuntuLike, Arch::Aarch64, &extra, opts).expect_err("wrong key");
-    let msg = format!("{err:#}");
-    assert!(msg.contains("other.key") && msg.contains("is not the secret half of upgrade.public-key"), "{msg}");
-    assert!(leftovers(&d.join("images")).is_empty(), "output left behind");
-    std::fs::write(d.join("baked.pub"), "untrusted comment: x\nnot a key\n").expect("write");
-    let err = run_build(d, Fixture::UbuntuLike, Arch::Aarch64, &extra).expect_err("bad baked key");
-    assert!(format!("{err:#}").contains("baked.pub is not a minisign public key"), "{err:#}");
+    let old = SigningKey::load(&d.join("old.key"), &Password::None).expect("key");
+    let extra = format!("[upgrade]\npublic-key = \"{}\"", d.join("new.pub").display());
+    let opts = BuildOptions { sign: Some(old), ..BuildOptions::default() };
+    let report = run_build_with(d, Fixture::AlpineLike, Arch::Aarch64, &extra, opts).expect("rotation build");
+    assert_eq!(report.signed_by.as_deref(), Some(ids[1].as_str()));
+    let note = format!("is signed with key {}", ids[1]);
+    assert!(report.notes.iter().any(|n| n.contains(&note) && n.contains(&ids[0])), "{:?}", report.notes);
+    tool(Command::new("minisign").args(["-Vm", "manifest.json", "-p"]).arg(d.join("old.pub")).current_dir(&report.dir));
+    std::fs::write(d.join("new.pub"), "untrusted comment: x\nnot a key\n").expect("write");
+    let err = run_build(d, Fixture::AlpineLike, Arch::Aarch64, &extra).expect_err("bad baked key");
+    assert!(format!("{err:#}").contains("new.pub is not a minisign public key"), "{err:#}");
 }
 
 /// Secrets that reach the image from outside the config: a payload with a
