@@ -38,7 +38,9 @@ summary=()
 failed=0
 for t in "${targets[@]}"; do
 	mkdir -p "corpus/$t" "artifacts/$t"
-	args=(-artifact_prefix="artifacts/$t/" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 -max_len=32768)
+	# -malloc_limit_mb: one allocation over 256 MiB is a finding (an
+	# allocation sized by the input), not just over the RSS limit.
+	args=(-artifact_prefix="artifacts/$t/" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=256 -max_len=32768)
 	[ -f "dict/$t.dict" ] && args+=(-dict="dict/$t.dict")
 	if [ "$runs" -gt 0 ]; then args+=(-runs="$runs"); else args+=(-max_total_time="$seconds"); fi
 	log="artifacts/$t/last-run.log"

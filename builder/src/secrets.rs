@@ -100,19 +100,29 @@ impl Scanner {
         if data.is_empty() {
             return;
         }
-        let mut window = std::mem::take(&mut self.carry);
-        let fresh = window.len();
-        window.extend_from_slice(data);
-        for (at, kind) in matches(&window) {
-            // Matches ending inside the carry were reported with the previous buffer.
+        // Matches across the boundary: the carry and the start of `data`
+        // (matches ending inside the carry were reported before).
+        let mut edge = std::mem::take(&mut self.carry);
+        let fresh = edge.len();
+        edge.extend_from_slice(&data[..data.len().min(CARRY)]);
+        for (at, kind) in matches(&edge) {
             if at.end > fresh {
                 self.record(self.carry_at + at.start as u64, kind);
             }
         }
-        let keep = window.len().min(CARRY);
-        self.carry_at += (window.len() - keep) as u64;
-        window.drain(..window.len() - keep);
-        self.carry = window;
+        // Matches inside `data`, scanned in place (no copy of the buffer).
+        let data_at = self.carry_at + fresh as u64;
+        for (at, kind) in matches(data) {
+            self.record(data_at + at.start as u64, kind);
+        }
+        // The new carry: the last CARRY bytes of everything so far.
+        let keep_old = CARRY.saturating_sub(data.len()).min(fresh);
+        edge.drain(..fresh - keep_old);
+        edge.truncate(keep_old);
+        let tail = &data[data.len() - data.len().min(CARRY)..];
+        edge.extend_from_slice(tail);
+        self.carry_at = data_at + data.len() as u64 - edge.len() as u64;
+        self.carry = edge;
     }
 
     fn record(&mut self, offset: u64, kind: SecretKind) {
