@@ -309,8 +309,8 @@ fn check_keys(cfg: &ClusterConfig, sign: Option<&crate::signing::SigningKey>) ->
     })
 }
 
-/// Write `manifest.json.minisig` for the manifest just written (the exact
-/// bytes on disk are signed, then read back and compared).
+/// Write `manifest.json.minisig` for the manifest just written: the bytes
+/// on disk are read back, checked against the manifest, and those are signed.
 fn sign_manifest(key: &crate::signing::SigningKey, m: &Manifest, dir: &Path, epoch: u64) -> anyhow::Result<()> {
     let path = dir.join(MANIFEST_FILE);
     let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;

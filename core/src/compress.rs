@@ -220,7 +220,8 @@ pub fn xz_info(file: &std::fs::File) -> io::Result<Option<XzInfo>> {
     while end > 0 {
         // Stream padding: multiples of four zero bytes.
         let mut word = [0u8; 4];
-        file.read_exact_at(&mut word, end - 4)?;
+        let word_at = end.checked_sub(4).ok_or_else(|| bad("truncated stream"))?;
+        file.read_exact_at(&mut word, word_at)?;
         if word == [0; 4] {
             end -= 4;
             continue;
@@ -376,6 +377,23 @@ mod tests {
         assert_eq!(decode(&good).expect("the original decodes"), data);
         let err = decode(&bad).map(|v| v.len()).expect_err("1.5 GiB dictionary");
         assert!(err.to_string().to_lowercase().contains("memory"), "{err}");
+    }
+
+    /// Found while writing the `xz_index` fuzz target: an index whose sizes
+    /// put the previous stream's end 2 bytes into the file made the padding
+    /// check subtract past zero (a panic in debug builds).
+    #[test]
+    fn an_xz_index_pointing_before_the_file_start_is_an_error() {
+        let mut bytes = vec![0u8; 34];
+        bytes[..6].copy_from_slice(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]);
+        // Index at 14..22 (backward size 1 → 8 bytes): indicator, 0 records.
+        // Footer at 22..34: CRC32, backward size, flags, magic.
+        bytes[26..30].copy_from_slice(&1u32.to_le_bytes());
+        bytes[32..34].copy_from_slice(b"YZ");
+        let mut f = tempfile::tempfile().expect("tempfile");
+        f.write_all(&bytes).expect("write");
+        let err = xz_info(&f).expect_err("a stream cannot end 2 bytes into the file");
+        assert!(err.to_string().contains("xz index: truncated stream"), "{err}");
     }
 
     #[test]

@@ -230,4 +230,9 @@ minisign -S -s "$work/k.key" -m "$work/m" -t "k8r fuzz seed" >/dev/null
 { cat "$work/k.pub"; printf '\0'; cat "$work/m.minisig"; } | put signature valid
 { cat "$work/k.pub"; printf '\0'; sed 's/k8r fuzz seed/k8r fuzz seeD/' "$work/m.minisig"; } | put signature edited-comment
 
+# --- xz_index: one block, many blocks, two streams with padding between.
+printf 'k8r\n' | xz -T1 | put xz_index one-block
+seq 1 60000 | xz -T2 --block-size=65536 | put xz_index blocks
+{ printf 'a' | xz; head -c 8 /dev/zero; printf 'b' | xz --check=sha256; } | put xz_index two-streams
+
 du -sh "$seeds" | cut -f1 | xargs printf 'seed corpus: %s\n'
