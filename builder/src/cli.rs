@@ -392,5 +392,16 @@ mod tests {
         let Command::Build(a) = cli.command else { panic!("not build") };
         assert_eq!(a.config, PathBuf::from("c.toml"));
         assert_eq!(a.node_binary, Some(PathBuf::from("n")));
+        let cli = Cli::try_parse_from(["k8r", "build", "-c", "c.toml", "--sign", "k.key"]).expect("parses");
+        let Command::Build(a) = cli.command else { panic!("not build") };
+        assert_eq!(a.sign, Some(PathBuf::from("k.key")));
+    }
+
+    #[test]
+    fn parses_keygen() {
+        let cli = Cli::try_parse_from(["k8r", "keygen", "--unencrypted"]).expect("parses");
+        let Command::Keygen(a) = cli.command else { panic!("not keygen") };
+        assert_eq!((a.secret_key, a.public_key), (PathBuf::from("k8r.key"), PathBuf::from("k8r.pub")));
+        assert!(a.unencrypted && !a.force);
     }
 }
