@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use base64::Engine as _;
+use k8r_core::manifest::KeyId;
 use minisign::{KeyPair, PublicKey, PublicKeyBox, SecretKey, SecretKeyBox};
 
 /// Bytes of a minisign secret key: algorithms, KDF salt and limits, key id,
@@ -36,12 +37,9 @@ const CHK_RANGE: std::ops::Range<usize> = 126..158;
 /// The environment variable a secret key's password is read from.
 pub const PASSWORD_ENV: &str = "K8R_SIGNING_PASSWORD";
 
-/// A minisign key id as minisign prints it (16 upper-case hex digits of the
-/// little-endian number).
+/// A minisign key number (`keynum()` of a key) as minisign prints it.
 pub fn key_id(keynum: &[u8]) -> String {
-    let mut id = [0u8; 8];
-    id.copy_from_slice(&keynum[..8.min(keynum.len())]);
-    format!("{:016X}", u64::from_le_bytes(id))
+    KeyId::from_slice(keynum).map_or_else(|| "(no key id)".into(), |id| id.to_string())
 }
 
 /// How a secret key is (to be) protected.

@@ -23,6 +23,32 @@ pub const SIGNATURE_FILE: &str = "manifest.json.minisig";
 /// signature is about 300 bytes plus its trusted comment).
 pub const MAX_SIGNATURE_BYTES: usize = 4 << 10;
 
+/// A minisign key id (the 8 bytes that name the key in `.pub` files and in
+/// signatures), shown as minisign shows it: 16 upper-case hex digits of the
+/// little-endian number, so operators can match it with `minisign -V`
+/// output and the `.pub` file's comment.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyId(pub [u8; 8]);
+
+impl KeyId {
+    /// The id in `bytes` (a key's or signature's key number), if 8 long.
+    pub fn from_slice(bytes: &[u8]) -> Option<KeyId> {
+        bytes.try_into().ok().map(KeyId)
+    }
+}
+
+impl std::fmt::Display for KeyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016X}", u64::from_le_bytes(self.0))
+    }
+}
+
+impl std::fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeyId({self})")
+    }
+}
+
 /// A manifest larger than this is refused before parsing.
 pub const MAX_MANIFEST_BYTES: usize = 64 << 10;
 

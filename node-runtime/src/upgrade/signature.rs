@@ -34,23 +34,7 @@ use minisign_verify::{Error as MinisignError, PublicKey, Signature};
 /// about 100 bytes).
 pub const MAX_KEY_BYTES: u64 = 4 << 10;
 
-/// A minisign key id, shown as minisign shows it (16 upper-case hex digits
-/// of the little-endian number), so operators can match it with
-/// `minisign -V` output and the `.pub` file's comment.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct KeyId(pub [u8; 8]);
-
-impl fmt::Display for KeyId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016X}", u64::from_le_bytes(self.0))
-    }
-}
-
-impl fmt::Debug for KeyId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "KeyId({self})")
-    }
-}
+pub use k8r_core::manifest::KeyId;
 
 /// Why a manifest's signature (or the key to check it) was refused.
 #[derive(Debug, thiserror::Error)]
@@ -159,9 +143,8 @@ impl UpgradeKey {
             return Err(bad("not an Ed25519 minisign key (42 bytes starting with \"Ed\")"));
         }
         let key = PublicKey::from_base64(b64).map_err(|e| bad(&e.to_string()))?;
-        let mut id = [0u8; 8];
-        id.copy_from_slice(&raw[2..10]);
-        Ok(UpgradeKey { key, id: KeyId(id), origin: origin.to_string() })
+        let id = KeyId::from_slice(&raw[2..10]).ok_or_else(|| bad("no key id"))?;
+        Ok(UpgradeKey { key, id, origin: origin.to_string() })
     }
 
     /// Read and parse the key file at `path` (at most [`MAX_KEY_BYTES`]).
@@ -256,9 +239,7 @@ pub fn verify_manifest(key: &UpgradeKey, manifest_bytes: &[u8], signature: &[u8]
 /// The key id a signature names (bytes 2..10 of its second line), for messages.
 fn signature_key_id(text: &str) -> Option<KeyId> {
     let raw = base64::engine::general_purpose::STANDARD.decode(text.lines().nth(1)?.trim()).ok()?;
-    let mut id = [0u8; 8];
-    id.copy_from_slice(raw.get(2..10)?);
-    Some(KeyId(id))
+    KeyId::from_slice(raw.get(2..10)?)
 }
 
 #[cfg(test)]
