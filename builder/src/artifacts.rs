@@ -17,6 +17,8 @@ use k8r_core::manifest::Artifact;
 
 use k8r_core::boottree::BootTree;
 
+use crate::secrets::{ScanReader, Scanner};
+
 /// File name of the golden root artifact for a compression.
 pub fn image_file_name(opts: &EncodeOptions) -> String {
     format!("image.img{}", opts.format.suffix())
@@ -39,17 +41,24 @@ fn finish(w: HashWriter<BufWriter<File>>, path: &Path) -> anyhow::Result<(Sha256
     Ok((digest, size))
 }
 
-/// Compress the golden root filesystem file `root` into `out`.
-pub fn image(root: &Path, out: &Path, opts: EncodeOptions, progress: &dyn Progress) -> anyhow::Result<Artifact> {
+/// Compress the golden root filesystem file `root` into `out`, scanning it
+/// for secrets on the way (see [`crate::secrets`]).
+pub fn image(
+    root: &Path,
+    out: &Path,
+    opts: EncodeOptions,
+    progress: &dyn Progress,
+) -> anyhow::Result<(Artifact, Scanner)> {
     let src = File::open(root).with_context(|| format!("opening {}", root.display()))?;
-    let mut raw = HashReader::new(ProgressReader::new(src, progress));
+    let mut raw = HashReader::new(ScanReader::new(ProgressReader::new(src, progress)));
     let mut enc =
         Encoder::new(create(out)?, opts).with_context(|| format!("starting the compressor for {}", out.display()))?;
     k8r_core::io::copy(&mut raw, &mut enc)
         .with_context(|| format!("compressing {} into {}", root.display(), out.display()))?;
-    let (raw_sha256, raw_size, _) = raw.finish();
+    let (raw_sha256, raw_size, scanned) = raw.finish();
     let (sha256, size) = finish(enc.finish().with_context(|| format!("finishing {}", out.display()))?, out)?;
-    Ok(Artifact { file: file_name(out)?, compression: opts.format, size, sha256, raw_size, raw_sha256 })
+    let artifact = Artifact { file: file_name(out)?, compression: opts.format, size, sha256, raw_size, raw_sha256 };
+    Ok((artifact, scanned.into_scanner()))
 }
 
 /// Write the boot files (with `cmdline`) as a compressed tar into `out`.

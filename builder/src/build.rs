@@ -18,7 +18,7 @@ use k8r_core::disk::FileDisk;
 use k8r_core::ext4::e2fs::{self, Clock, Mode, Target};
 use k8r_core::ext4::{Ext4Fs, Superblock};
 use k8r_core::io::progress::{NoProgress, Reporter};
-use k8r_core::manifest::{Artifacts, DiskArtifact, Manifest, MANIFEST_FILE, MANIFEST_FORMAT};
+use k8r_core::manifest::{Artifacts, DiskArtifact, Manifest, MANIFEST_FILE, MANIFEST_FORMAT, SIGNATURE_FILE};
 use k8r_core::platform::Platform;
 use k8r_core::slots::{BootTarget, CmdlineOptions};
 
@@ -27,6 +27,7 @@ use crate::golden::edits::{Content as FileContent, RootEdits};
 use crate::golden::fstab::FstabTargets;
 use crate::golden::root::{self as golden_root, GoldenInputs, Release};
 use crate::layout::{self, Content, DiskIdentity, LayoutRequest, Plan};
+use crate::secrets;
 use crate::vendor::{self, SpooledPartition, VendorImage};
 use k8r_core::boottree::BootTree;
 use k8r_core::ext4::e2fs::Attrs;
@@ -47,6 +48,8 @@ pub struct BuildOptions {
     pub allow_secrets_in_image: bool,
     /// Keep the work directory (for debugging).
     pub keep_work: bool,
+    /// Sign `manifest.json` with this key (`manifest.json.minisig`).
+    pub sign: Option<crate::signing::SigningKey>,
 }
 
 /// What a build produced.
@@ -64,6 +67,8 @@ pub struct BuildReport {
     pub steps: Vec<(String, Duration)>,
     /// Notes from the golden root plan and warnings.
     pub notes: Vec<String>,
+    /// The id of the key that signed the manifest, if it was signed.
+    pub signed_by: Option<String>,
 }
 
 /// Removes the staging directory unless the build was published.
@@ -103,6 +108,7 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
     let cfg = cluster::load(&opts.config).with_context(|| format!("loading {}", opts.config.display()))?;
     let mut notes = cfg.warnings();
     refuse_secrets(&cfg, opts.allow_secrets_in_image)?;
+    notes.extend(check_keys(&cfg, opts.sign.as_ref())?);
     let epoch = build_epoch()?;
     let out_dir = opts.output.clone().unwrap_or_else(|| cfg.output.dir.clone());
     std::fs::create_dir_all(&out_dir)
@@ -168,6 +174,7 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
     // 5. Boot files and the partition plan.
     let firmware = firmware_for(&cfg, arch);
     let boot = BootTree::open(vendor::open_spooled(&boot_part)?, firmware)?;
+    notes.extend(secrets::refuse(&scan_boot_files(&boot)?, 0, opts.allow_secrets_in_image)?);
     let request = layout_request(&cfg);
     let plan =
         layout::plan(&request, &Content { golden_fs: Bytes(golden_size), boot_files: Bytes(boot.bytes()) }, identity)?;
@@ -181,7 +188,7 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
     let boot_path = staging.dir.join(crate::artifacts::boot_file_name(&enc));
     let b_cmdline = assemble::slot_cmdline(&plan, boot.vendor_cmdline(), BootTarget::Reinstall, &cmdopts)?;
     let boot_art = crate::artifacts::boot(&boot, &b_cmdline, epoch, &boot_path, enc)?;
-    let image_art = std::thread::scope(|s| -> anyhow::Result<_> {
+    let (image_art, scanned) = std::thread::scope(|s| -> anyhow::Result<_> {
         let compress = s.spawn(|| {
             crate::artifacts::image(
                 &root_file,
@@ -194,6 +201,10 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
         assemble::write_disk(&disk_path, &inputs, &NoProgress)?;
         compress.join().map_err(|_| anyhow::anyhow!("the compression thread panicked"))?
     })?;
+    let (root_findings, dropped) = scanned.finish();
+    let block_size = u64::from(Superblock::read(&FileDisk::open(&root_file)?)?.block_size());
+    let located = secrets::locate_in_ext4(&root_file, block_size, &root_findings)?;
+    notes.extend(secrets::refuse(&located, dropped, opts.allow_secrets_in_image)?);
     steps.done("disk image and compression");
     // 7. The config partition records both slots; then the whole image is
     //    checked with the firmware model, mapped and hashed.
@@ -234,6 +245,10 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
         manifest.artifacts.image.file.clone(),
         manifest.artifacts.boot.file.clone(),
     ];
+    if let Some(key) = &opts.sign {
+        sign_manifest(key, &manifest, &staging.dir, epoch)?;
+        names.push(SIGNATURE_FILE.into());
+    }
     let mut sums = Vec::new();
     for n in &names {
         let digest = match n.as_str() {
@@ -250,7 +265,62 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
     names.push(MANIFEST_FILE.into());
     let files = publish(&staging.dir, &out_dir, &names)?;
     steps.done("publish");
-    Ok(BuildReport { dir: out_dir, manifest, plan, files, steps: steps.0, notes })
+    let signed_by = opts.sign.as_ref().map(crate::signing::SigningKey::key_id);
+    Ok(BuildReport { dir: out_dir, manifest, plan, files, steps: steps.0, notes, signed_by })
+}
+
+/// Secrets in the vendor's boot files (a cloud-init `user-data` with keys).
+fn scan_boot_files<D: k8r_core::Disk>(boot: &BootTree<D>) -> anyhow::Result<Vec<secrets::Located>> {
+    let mut found = Vec::new();
+    boot.for_each_file(|path, r| {
+        found.extend(secrets::scan_file(&format!("the boot files: {path}"), r)?);
+        Ok(())
+    })?;
+    Ok(found)
+}
+
+/// The key baked into the image (`upgrade.public-key`) must be a minisign
+/// public key (a bad one would make its nodes refuse every upgrade). Notes
+/// when the nodes of this image will want signatures this build does not
+/// carry, and when the build is signed with another key than the one it
+/// bakes in: right while rotating keys (the fleet installing this build
+/// still trusts the old key), a mistake otherwise.
+fn check_keys(cfg: &ClusterConfig, sign: Option<&crate::signing::SigningKey>) -> anyhow::Result<Vec<String>> {
+    let Some(path) = &cfg.upgrade.public_key else {
+        return Ok(Vec::new());
+    };
+    let baked = crate::signing::load_public_key(path).context("upgrade.public-key")?;
+    let baked_id = crate::signing::key_id(baked.keynum());
+    Ok(match sign {
+        Some(key) if !key.matches(&baked) => vec![format!(
+            "{MANIFEST_FILE} is signed with key {} ({}), but this image trusts key {baked_id} ({}): \
+             nodes that trust {} install this build, and then accept only builds signed with {baked_id} \
+             (a key rotation; otherwise pass the matching key)",
+            key.key_id(),
+            key.path().display(),
+            path.display(),
+            key.key_id(),
+        )],
+        Some(_) => Vec::new(),
+        None => vec![format!(
+            "{MANIFEST_FILE} is not signed, and nodes of this image accept only manifests signed with key \
+             {baked_id}: build with --sign, or sign it with `minisign -Sm {MANIFEST_FILE} -s KEY` before serving"
+        )],
+    })
+}
+
+/// Write `manifest.json.minisig` for the manifest just written: the bytes
+/// on disk are read back, checked against the manifest, and those are signed.
+fn sign_manifest(key: &crate::signing::SigningKey, m: &Manifest, dir: &Path, epoch: u64) -> anyhow::Result<()> {
+    let path = dir.join(MANIFEST_FILE);
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    anyhow::ensure!(bytes == m.to_json().as_bytes(), "{} changed while the build was signing it", path.display());
+    let comment = format!("timestamp:{epoch}\tfile:{MANIFEST_FILE}\thashed\tversion:{}\tarch:{}", m.version, m.arch);
+    let sig = key.sign(&bytes, &comment)?;
+    let sig_path = dir.join(SIGNATURE_FILE);
+    std::fs::write(&sig_path, sig).with_context(|| format!("writing {}", sig_path.display()))?;
+    tracing::info!("signed {MANIFEST_FILE} with key {}", key.key_id());
+    Ok(())
 }
 
 /// The staged components as root edits (owner root; directories that
@@ -453,7 +523,8 @@ fn check_space(dir: &Path, need: Bytes, what: &str) -> anyhow::Result<()> {
 /// Move the staged files into `out`, manifest last; remove artifacts of
 /// the other compression left by an earlier build.
 fn publish(staging: &Path, out: &Path, names: &[String]) -> anyhow::Result<Vec<PathBuf>> {
-    for stale in ["image.img.xz", "image.img.zst", "boot.tar.xz", "boot.tar.zst"] {
+    // A signature of an earlier build would not match this manifest.
+    for stale in ["image.img.xz", "image.img.zst", "boot.tar.xz", "boot.tar.zst", SIGNATURE_FILE] {
         if !names.iter().any(|n| n == stale) {
             let _ = std::fs::remove_file(out.join(stale));
         }

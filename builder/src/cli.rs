@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+use crate::signing::{KeygenOptions, Password, SigningKey};
+
 /// Build golden Raspberry Pi images for Kubernetes nodes, and the artifacts
 /// nodes upgrade from.
 #[derive(Debug, Parser)]
@@ -31,6 +33,8 @@ pub enum Command {
     /// Write a node's seed (hostname, role, join, SSH keys) onto a golden
     /// image file or a flashed card.
     Seed(SeedArgs),
+    /// Make a minisign key pair for signing upgrades (`k8r build --sign`).
+    Keygen(KeygenArgs),
     /// Work with cluster configs.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -92,10 +96,34 @@ pub struct BuildArgs {
     /// Build even when the config carries secrets (a join token, a certificate key).
     #[arg(long)]
     pub allow_secrets_in_image: bool,
+    /// Sign manifest.json with this minisign secret key (writes
+    /// manifest.json.minisig; password from K8R_SIGNING_PASSWORD or the terminal).
+    #[arg(long, value_name = "SECRET_KEY")]
+    pub sign: Option<PathBuf>,
     /// Keep the work directory for debugging.
     #[arg(long, hide = true)]
     pub keep_work: bool,
     /// Print the build report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `k8r keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where to write the secret key (mode 0600; keep it off the images and the artifact server).
+    #[arg(long, value_name = "FILE", default_value = "k8r.key")]
+    pub secret_key: PathBuf,
+    /// Where to write the public key (point the config's upgrade.public-key at it).
+    #[arg(long, value_name = "FILE", default_value = "k8r.pub")]
+    pub public_key: PathBuf,
+    /// Do not protect the secret key with a password (for a CI secret store).
+    #[arg(long)]
+    pub unencrypted: bool,
+    /// Replace existing key files.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -163,6 +191,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plan(a) => plan(a),
         Command::Inspect(a) => inspect(a),
         Command::Seed(a) => seed(a),
+        Command::Keygen(a) => keygen(a),
         Command::Config(ConfigCommand::Import(a)) => import(a),
         Command::Config(ConfigCommand::Check(a)) => check(a),
     }
@@ -175,13 +204,14 @@ fn build(a: BuildArgs) -> anyhow::Result<()> {
         output: a.output,
         allow_secrets_in_image: a.allow_secrets_in_image,
         keep_work: a.keep_work,
+        sign: a.sign.map(|k| SigningKey::load(&k, &Password::FromEnvOrTerminal)).transpose()?,
     })?;
     if a.json {
         let steps: Vec<_> =
             report.steps.iter().map(|(n, d)| serde_json::json!({"step": n, "seconds": d.as_secs_f64()})).collect();
         let out = serde_json::json!({
             "dir": report.dir, "manifest": report.manifest, "plan": report.plan, "files": report.files,
-            "steps": steps, "notes": report.notes,
+            "steps": steps, "notes": report.notes, "signed_by": report.signed_by,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
@@ -197,6 +227,28 @@ fn build(a: BuildArgs) -> anyhow::Result<()> {
     for f in &report.files {
         println!("  {}", f.display());
     }
+    Ok(())
+}
+
+fn keygen(a: KeygenArgs) -> anyhow::Result<()> {
+    let password = if a.unencrypted { Password::None } else { Password::FromEnvOrTerminal };
+    let opts = KeygenOptions { secret_key: a.secret_key, public_key: a.public_key, password, force: a.force };
+    let report = crate::signing::keygen(&opts)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "key {}: secret key {}, public key {}",
+        report.key_id,
+        report.secret_key.display(),
+        report.public_key.display()
+    );
+    println!(
+        "set upgrade.public-key = \"{}\" in the cluster config, and build with --sign {}",
+        report.public_key.display(),
+        report.secret_key.display()
+    );
     Ok(())
 }
 
@@ -340,5 +392,16 @@ mod tests {
         let Command::Build(a) = cli.command else { panic!("not build") };
         assert_eq!(a.config, PathBuf::from("c.toml"));
         assert_eq!(a.node_binary, Some(PathBuf::from("n")));
+        let cli = Cli::try_parse_from(["k8r", "build", "-c", "c.toml", "--sign", "k.key"]).expect("parses");
+        let Command::Build(a) = cli.command else { panic!("not build") };
+        assert_eq!(a.sign, Some(PathBuf::from("k.key")));
+    }
+
+    #[test]
+    fn parses_keygen() {
+        let cli = Cli::try_parse_from(["k8r", "keygen", "--unencrypted"]).expect("parses");
+        let Command::Keygen(a) = cli.command else { panic!("not keygen") };
+        assert_eq!((a.secret_key, a.public_key), (PathBuf::from("k8r.key"), PathBuf::from("k8r.pub")));
+        assert!(a.unencrypted && !a.force);
     }
 }

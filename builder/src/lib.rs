@@ -13,5 +13,7 @@ pub mod inspect;
 pub mod layout;
 pub mod logging;
 pub mod node_binary;
+pub mod secrets;
 pub mod seed;
+pub mod signing;
 pub mod vendor;

@@ -56,13 +56,24 @@ block-size = "4MiB"
 }
 
 fn run_build(dir: &Path, fixture: Fixture, arch: Arch, extra: &str) -> anyhow::Result<BuildReport> {
+    run_build_with(dir, fixture, arch, extra, BuildOptions::default())
+}
+
+/// [`run_build`] with other options (signing, secrets allowed).
+fn run_build_with(
+    dir: &Path,
+    fixture: Fixture,
+    arch: Arch,
+    extra: &str,
+    opts: BuildOptions,
+) -> anyhow::Result<BuildReport> {
     let cfg = config(dir, fixture, arch, extra);
     std::env::set_var("SOURCE_DATE_EPOCH", "1763700000");
     build(&BuildOptions {
         config: cfg,
         node_binary: Some(node_binary(arch).expect("node binary")),
         output: Some(dir.join("images")),
-        ..BuildOptions::default()
+        ..opts
     })
 }
 
@@ -360,4 +371,178 @@ fn not_enough_space_in_the_output_directory_is_refused() {
     let msg = format!("{err:#}");
     assert!(msg.contains("not enough free space in") && msg.contains(&small.path().display().to_string()), "{msg}");
     assert!(leftovers(&small.path().join("images")).is_empty(), "nothing left behind");
+}
+
+/// A signed build end to end: k8r's key baked in, manifest.json.minisig
+/// listed in SHA256SUMS and accepted by the minisign CLI, and the node's own
+/// code (key from the built image, signature check, preflight, image write)
+/// takes the build. Rebuilt unsigned into the same directory, the old
+/// signature is gone and the node refuses the build.
+#[test]
+fn signed_builds_verify_with_minisign_and_the_node() {
+    use k8r_builder::signing::{keygen, KeygenOptions, Password, SigningKey};
+    use k8r_node::upgrade::{ArtifactSource, Trust, UpgradeError, UpgradeKey};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let keys = KeygenOptions {
+        secret_key: d.join("k8r.key"),
+        public_key: d.join("k8r.pub"),
+        password: Password::None,
+        force: false,
+    };
+    let made = keygen(&keys).expect("keygen");
+    let key = SigningKey::load(&keys.secret_key, &Password::None).expect("key");
+    let extra = format!("[upgrade]\npublic-key = \"{}\"", keys.public_key.display());
+    let opts = BuildOptions { sign: Some(key), ..BuildOptions::default() };
+    let report = run_build_with(d, Fixture::UbuntuLike, Arch::Aarch64, &extra, opts).expect("signed build");
+    assert_eq!(report.signed_by.as_deref(), Some(made.key_id.as_str()));
+    let sig = report.dir.join("manifest.json.minisig");
+    assert!(report.files.contains(&sig), "{:?}", report.files);
+    let sums = std::fs::read_to_string(report.dir.join("SHA256SUMS")).expect("sums");
+    assert!(sums.contains("  manifest.json.minisig\n"), "{sums}");
+    tool(Command::new("sha256sum").arg("-c").arg("SHA256SUMS").current_dir(&report.dir));
+    let verified = tool(
+        Command::new("minisign").args(["-Vm", "manifest.json", "-p"]).arg(&keys.public_key).current_dir(&report.dir),
+    );
+    assert!(verified.contains(&format!("version:{}", report.manifest.version)), "{verified}");
+    // The node, with the key as the image carries it.
+    let img = report.dir.join("bootable_image.img");
+    let image_part = format!("{}?offset={}", img.display(), report.plan.get(Role::Image).offset().get());
+    let baked = tool(Command::new("debugfs").args(["-R", "cat /etc/k8r/upgrade.pub"]).arg(&image_part));
+    let trust = Trust::Required(UpgradeKey::parse(&baked, "/etc/k8r/upgrade.pub").expect("the baked key parses"));
+    let source = ArtifactSource::Dir(report.dir.clone());
+    let trusted = source.fetch_trusted_manifest(&trust).expect("the node accepts the signed build");
+    assert_eq!(trusted.manifest, report.manifest);
+    write_image_like_a_node(&source, &trusted.manifest, d);
+    // Unsigned into the same directory: a note, no stale signature, refused.
+    let report = run_build(d, Fixture::UbuntuLike, Arch::Aarch64, &extra).expect("unsigned build");
+    assert!(report.notes.iter().any(|n| n.contains("manifest.json is not signed")), "{:?}", report.notes);
+    assert!(!sig.exists(), "the previous build's signature was left behind");
+    let err = source.fetch_trusted_manifest(&trust).expect_err("unsigned");
+    assert!(matches!(err, UpgradeError::Signature { .. }) && err.to_string().contains("not signed"), "{err}");
+}
+
+/// Preflight and write the built image into a sparse image partition.
+fn write_image_like_a_node(source: &k8r_node::upgrade::ArtifactSource, m: &k8r_core::manifest::Manifest, dir: &Path) {
+    use k8r_core::fat::FormatOptions;
+    use k8r_node::upgrade::{preflight, write_image, Preflight, WriteOptions, ACCEPTED_COMPRESSION};
+    let slot = m.artifacts.image.raw_size.next_multiple_of(1 << 20) + (16 << 20);
+    let fat = FormatOptions::default();
+    let node = Preflight {
+        image_slot_bytes: slot,
+        boot_slot_bytes: 256 << 20,
+        boot_fat: &fat,
+        arch: Arch::Aarch64,
+        compressions: &ACCEPTED_COMPRESSION,
+        kube_check: None,
+        installed_version: Some("0.1"),
+        allow_downgrade: false,
+    };
+    preflight(m, &node).expect("preflight");
+    let mut disk = k8r_core::FileDisk::create(&dir.join("node-image-slot.img"), slot).expect("slot file");
+    let opts = WriteOptions {
+        decode_threads: 2,
+        progress: &k8r_core::io::progress::NoProgress,
+        verify_readback: true,
+        drop_cache: None,
+    };
+    let report = write_image(source, m, &mut disk, &opts).expect("the node writes the signed build");
+    assert_eq!(report.readback, Some(m.artifacts.image.raw_sha256));
+}
+
+/// Signing with another key than the baked-in one is a key rotation: the
+/// build succeeds, signed by the old key, says so, and bakes in the new
+/// one. A baked-in key that is not a minisign key is refused up front.
+#[test]
+fn a_key_rotation_build_and_a_bad_baked_key() {
+    use k8r_builder::signing::{keygen, KeygenOptions, Password, SigningKey};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let mut ids = Vec::new();
+    for name in ["new", "old"] {
+        let opts = KeygenOptions {
+            secret_key: d.join(format!("{name}.key")),
+            public_key: d.join(format!("{name}.pub")),
+            password: Password::None,
+            force: false,
+        };
+        ids.push(keygen(&opts).expect("keygen").key_id);
+    }
+    let old = SigningKey::load(&d.join("old.key"), &Password::None).expect("key");
+    let extra = format!("[upgrade]\npublic-key = \"{}\"", d.join("new.pub").display());
+    let opts = BuildOptions { sign: Some(old), ..BuildOptions::default() };
+    let report = run_build_with(d, Fixture::AlpineLike, Arch::Aarch64, &extra, opts).expect("rotation build");
+    assert_eq!(report.signed_by.as_deref(), Some(ids[1].as_str()));
+    let note = format!("is signed with key {}", ids[1]);
+    assert!(report.notes.iter().any(|n| n.contains(&note) && n.contains(&ids[0])), "{:?}", report.notes);
+    tool(Command::new("minisign").args(["-Vm", "manifest.json", "-p"]).arg(d.join("old.pub")).current_dir(&report.dir));
+    std::fs::write(d.join("new.pub"), "untrusted comment: x\nnot a key\n").expect("write");
+    let err = run_build(d, Fixture::AlpineLike, Arch::Aarch64, &extra).expect_err("bad baked key");
+    assert!(format!("{err:#}").contains("new.pub is not a minisign public key"), "{err:#}");
+}
+
+/// Secrets that reach the image from outside the config: a payload with a
+/// kubeconfig-like file holding a join token and an SSH private key, and a
+/// vendor boot partition with a cloud-init `user-data` holding a key. The
+/// build names each file (never the secret), leaves nothing behind, and
+/// builds with `--allow-secrets-in-image`, listing them as notes.
+#[test]
+fn secrets_in_the_built_image_are_refused_by_name() {
+    const TOKEN: &str = "k8rx1y.9a8b7c6d5e4f3a2b";
+    const KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\nQyNTUxOQAAACBH4vXv0sYbtmdU2SxJtbmC2oCT0A9q0U0jTYg7o2Qv9gAAAJh0bXR6\n-----END OPENSSH PRIVATE KEY-----\n";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let payload = d.join("payload");
+    std::fs::create_dir_all(payload.join("ssh")).expect("mkdir");
+    std::fs::write(payload.join("bootstrap.conf"), format!("apiVersion: v1\nusers:\n- user:\n    token: {TOKEN}\n"))
+        .expect("write");
+    std::fs::write(payload.join("ssh/id_ed25519"), KEY).expect("write");
+    let tar = d.join("payload.tar");
+    tool(Command::new("tar").arg("-cf").arg(&tar).arg("-C").arg(&payload).arg("."));
+    let extra = format!("[[extra]]\nsource = \"{}\"\ndest = \"/etc/leaky\"", tar.display());
+    let err = run_build(d, Fixture::UbuntuLike, Arch::Aarch64, &extra).expect_err("secrets in a payload");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("a kubeadm join token in the golden root: /etc/leaky/bootstrap.conf"), "{msg}");
+    assert!(msg.contains("a private key (OPENSSH PRIVATE KEY) in the golden root: /etc/leaky/ssh/id_ed25519"), "{msg}");
+    assert!(msg.contains("--allow-secrets-in-image") && !msg.contains(TOKEN) && !msg.contains("b3BlbnNz"), "{msg}");
+    assert!(leftovers(&d.join("images")).is_empty(), "output left behind");
+    let opts = BuildOptions { allow_secrets_in_image: true, ..BuildOptions::default() };
+    let report = run_build_with(d, Fixture::UbuntuLike, Arch::Aarch64, &extra, opts).expect("allowed");
+    assert_eq!(report.notes.iter().filter(|n| n.contains("/etc/leaky/")).count(), 2, "{:?}", report.notes);
+    // A vendor image whose boot partition carries a key in cloud-init's user-data.
+    let vendor = d.join("vendor-with-user-data.img");
+    std::fs::copy(vendor_image(Fixture::UbuntuLike).expect("fixture"), &vendor).expect("copy");
+    let table: serde_json::Value =
+        serde_json::from_str(&tool(Command::new("sfdisk").arg("-J").arg(&vendor))).expect("sfdisk json");
+    let start = table["partitiontable"]["partitions"][0]["start"].as_u64().expect("start") * 512;
+    let user_data = d.join("user-data");
+    std::fs::write(
+        &user_data,
+        format!("#cloud-config\nssh_keys:\n  ed25519_private: |\n    {}", KEY.replace('\n', "\n    ")),
+    )
+    .expect("write");
+    tool(
+        Command::new("mcopy")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .arg("-o") // the fixture has a user-data already
+            .arg("-i")
+            .arg(format!("{}@@{start}", vendor.display()))
+            .arg(&user_data)
+            .arg("::user-data"),
+    );
+    let cfg = config(d, Fixture::UbuntuLike, Arch::Aarch64, "");
+    let text = std::fs::read_to_string(&cfg).expect("read").replace(
+        &vendor_image(Fixture::UbuntuLike).expect("fixture").display().to_string(),
+        &vendor.display().to_string(),
+    );
+    std::fs::write(&cfg, text).expect("write");
+    let err = build(&BuildOptions {
+        config: cfg,
+        node_binary: Some(node_binary(Arch::Aarch64).expect("node binary")),
+        output: Some(d.join("images2")),
+        ..BuildOptions::default()
+    })
+    .expect_err("a key in the vendor boot files");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("a private key (OPENSSH PRIVATE KEY) in the boot files: /user-data"), "{msg}");
 }

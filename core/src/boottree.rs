@@ -82,6 +82,18 @@ impl<D: Disk> BootTree<D> {
         self.entries.iter().filter(|e| !e.entry.is_dir).map(|e| e.entry.size).sum()
     }
 
+    /// Call `f` with the path and content of every vendor boot file.
+    pub fn for_each_file(
+        &self,
+        mut f: impl FnMut(&str, &mut dyn std::io::Read) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        for e in self.entries.iter().filter(|e| !e.entry.is_dir) {
+            let mut r = self.fs.open_file(&e.path)?.with_context(|| format!("{} vanished", e.path))?;
+            f(&e.path, &mut r)?;
+        }
+        Ok(())
+    }
+
     /// Number of files and directories.
     pub fn len(&self) -> usize {
         self.entries.len()

@@ -45,6 +45,13 @@ impl Compression {
 /// thread. Blocks of 32 MiB need about 2 × 32 MiB per thread.
 const XZ_THREADING_MEMLIMIT: u64 = 256 << 20;
 
+/// Memory an xz stream may ask for at all (its dictionary, on one thread);
+/// more is refused before any is allocated. A stream declares its own
+/// dictionary size, up to 1.5 GiB, and decoding fills it: without a bound a
+/// hostile `image.img.xz` could exhaust a node's memory before its digest
+/// is ever compared. 256 MiB is four times what `xz -9` needs (64 MiB).
+pub const XZ_MEMLIMIT: u64 = 256 << 20;
+
 /// A decoder for `format` over `r` using up to `threads` threads (xz only;
 /// zstd decodes faster than a disk on one core).
 pub fn decoder<'a>(
@@ -60,7 +67,7 @@ pub fn decoder<'a>(
             let stream = liblzma::stream::MtStreamBuilder::new()
                 .threads(threads.max(1))
                 .memlimit_threading(XZ_THREADING_MEMLIMIT)
-                .memlimit_stop(u64::MAX)
+                .memlimit_stop(XZ_MEMLIMIT)
                 .decoder()
                 .map_err(io::Error::other)?;
             Box::new(liblzma::read::XzDecoder::new_stream(BufReader::with_capacity(1 << 20, r), stream))
@@ -213,7 +220,8 @@ pub fn xz_info(file: &std::fs::File) -> io::Result<Option<XzInfo>> {
     while end > 0 {
         // Stream padding: multiples of four zero bytes.
         let mut word = [0u8; 4];
-        file.read_exact_at(&mut word, end - 4)?;
+        let word_at = end.checked_sub(4).ok_or_else(|| bad("truncated stream"))?;
+        file.read_exact_at(&mut word, word_at)?;
         if word == [0; 4] {
             end -= 4;
             continue;
@@ -332,6 +340,60 @@ mod tests {
         cut.truncate(cut.len() - 3);
         std::fs::write(&path, &cut).expect("write");
         assert!(xz_info(&std::fs::File::open(&path).expect("open")).is_err(), "truncated file");
+    }
+
+    /// An xz stream whose block asks for a 1.5 GiB dictionary (the
+    /// LZMA2 property byte of its first block raised, the header CRC fixed)
+    /// is refused by the memory limit; the original decodes.
+    #[test]
+    fn an_xz_dictionary_past_the_limit_is_refused() {
+        let data = b"hello k8r\n".repeat(100);
+        let opts = EncodeOptions { format: Compression::Xz, level: 6, threads: 1, block_size: 1 << 20 };
+        let mut enc = Encoder::new(Vec::new(), opts).expect("encoder");
+        enc.write_all(&data).expect("write");
+        let good = enc.finish().expect("finish");
+        // Stream header (12 bytes), then the block header: size, flags,
+        // optional sizes (varints), filter id 0x21, props size 1, props.
+        let mut bad = good.clone();
+        let (start, len) = (12, (usize::from(good[12]) + 1) * 4);
+        let mut at = start + 2;
+        for present in [0x40, 0x80] {
+            if good[start + 1] & present != 0 {
+                while bad[at] & 0x80 != 0 {
+                    at += 1;
+                }
+                at += 1;
+            }
+        }
+        assert_eq!(&bad[at..at + 2], &[0x21, 0x01], "an LZMA2 filter with one property byte");
+        bad[at + 2] = 0x25; // 3 × 2^29 bytes
+        let crc = crc32fast::hash(&bad[start..start + len - 4]).to_le_bytes();
+        bad[start + len - 4..start + len].copy_from_slice(&crc);
+        let decode = |bytes: &[u8]| -> io::Result<Vec<u8>> {
+            let mut out = Vec::new();
+            decoder(Compression::Xz, bytes, 2)?.read_to_end(&mut out)?;
+            Ok(out)
+        };
+        assert_eq!(decode(&good).expect("the original decodes"), data);
+        let err = decode(&bad).map(|v| v.len()).expect_err("1.5 GiB dictionary");
+        assert!(err.to_string().to_lowercase().contains("memory"), "{err}");
+    }
+
+    /// Found while writing the `xz_index` fuzz target: an index whose sizes
+    /// put the previous stream's end 2 bytes into the file made the padding
+    /// check subtract past zero (a panic in debug builds).
+    #[test]
+    fn an_xz_index_pointing_before_the_file_start_is_an_error() {
+        let mut bytes = vec![0u8; 34];
+        bytes[..6].copy_from_slice(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]);
+        // Index at 14..22 (backward size 1 → 8 bytes): indicator, 0 records.
+        // Footer at 22..34: CRC32, backward size, flags, magic.
+        bytes[26..30].copy_from_slice(&1u32.to_le_bytes());
+        bytes[32..34].copy_from_slice(b"YZ");
+        let mut f = tempfile::tempfile().expect("tempfile");
+        f.write_all(&bytes).expect("write");
+        let err = xz_info(&f).expect_err("a stream cannot end 2 bytes into the file");
+        assert!(err.to_string().contains("xz index: truncated stream"), "{err}");
     }
 
     #[test]

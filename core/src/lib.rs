@@ -11,7 +11,8 @@
 //! * [`configpart`]: names of the config partition's files.
 //! * [`boottree`]: a boot partition's files rewritten into a fresh FAT or a tar.
 //! * [`slots`]: k8r's two boot targets: their cmdline.txt and autoboot.txt.
-//! * [`manifest`]: artifact manifests; [`kube`]: Kubernetes versions.
+//! * [`manifest`]: artifact manifests; [`version`]: image version order
+//!   (the downgrade rule); [`kube`]: Kubernetes versions.
 //! * [`io`], [`compress`]: streaming adapters, multi-threaded xz and zstd.
 //! * [`http`]: resumable, retrying downloads.
 //! * [`platform`]: distribution, architecture and init of a root filesystem.
@@ -36,5 +37,6 @@ pub mod manifest;
 pub mod platform;
 pub mod ptable;
 pub mod slots;
+pub mod version;
 
 pub use disk::{Disk, FileDisk, MemDisk, Region};

@@ -15,6 +15,40 @@ pub const MANIFEST_FORMAT: u32 = 1;
 /// File name of the manifest beside the artifacts.
 pub const MANIFEST_FILE: &str = "manifest.json";
 
+/// File name of the detached minisign signature of [`MANIFEST_FILE`],
+/// beside it (the name `minisign -Sm manifest.json` writes).
+pub const SIGNATURE_FILE: &str = "manifest.json.minisig";
+
+/// A signature file larger than this is refused before parsing (a minisign
+/// signature is about 300 bytes plus its trusted comment).
+pub const MAX_SIGNATURE_BYTES: usize = 4 << 10;
+
+/// A minisign key id (the 8 bytes that name the key in `.pub` files and in
+/// signatures), shown as minisign shows it: 16 upper-case hex digits of the
+/// little-endian number, so operators can match it with `minisign -V`
+/// output and the `.pub` file's comment.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyId(pub [u8; 8]);
+
+impl KeyId {
+    /// The id in `bytes` (a key's or signature's key number), if 8 long.
+    pub fn from_slice(bytes: &[u8]) -> Option<KeyId> {
+        bytes.try_into().ok().map(KeyId)
+    }
+}
+
+impl std::fmt::Display for KeyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016X}", u64::from_le_bytes(self.0))
+    }
+}
+
+impl std::fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeyId({self})")
+    }
+}
+
 /// A manifest larger than this is refused before parsing.
 pub const MAX_MANIFEST_BYTES: usize = 64 << 10;
 

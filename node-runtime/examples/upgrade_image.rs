@@ -52,6 +52,8 @@ fn run() -> anyhow::Result<()> {
         arch: manifest.arch,
         compressions: &k8r_node::upgrade::ACCEPTED_COMPRESSION,
         kube_check: None,
+        installed_version: None,
+        allow_downgrade: false,
     };
     preflight(&manifest, &node)?;
     let path = PathBuf::from(&args[1]);

@@ -28,7 +28,6 @@ pub mod queue;
 pub mod records;
 pub mod reinstall;
 pub mod report;
-pub mod signature;
 mod sys;
 pub mod tasks;
 pub mod upgrade;

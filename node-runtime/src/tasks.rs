@@ -40,7 +40,7 @@ use crate::progress::TaskProgress;
 use crate::queue::{SourceSpec, Task, TaskKind};
 use crate::records::{Phase, ReinstallMode};
 use crate::reinstall::{self, RequestOptions};
-use crate::upgrade::{self, ArtifactSource, BootWriteOptions, Preflight, WriteOptions, ACCEPTED_COMPRESSION};
+use crate::upgrade::{self, ArtifactSource, BootWriteOptions, Preflight, Trust, WriteOptions, ACCEPTED_COMPRESSION};
 
 /// How a task ended (errors are the other way).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,8 +104,11 @@ pub fn upgrade_task(
     let started = Instant::now();
     // 1. The manifest.
     let source = artifact_source(node, spec)?;
-    let (manifest_bytes, manifest) = source.fetch_manifest()?;
-    crate::signature::check_manifest(node, &source, &manifest_bytes)?;
+    // With a key baked into the image, only a manifest signed with it, and
+    // checked over its exact bytes before they are parsed (docs/security.md).
+    let trust = Trust::from_node_config(node.config.upgrade.public_key_path.as_deref(), node.host.root())
+        .context("loading this image's upgrade key")?;
+    let manifest = source.fetch_trusted_manifest(&trust)?.manifest;
     // 2. Refusals before any write.
     let mut disk = node.open_disk()?;
     let obs = observe(node, &disk);
@@ -113,14 +116,14 @@ pub fn upgrade_task(
     if let Some(r) = &obs.observed.reinstall {
         anyhow::ensure!(r.phase == Phase::Trial, "a reinstall is under way (phase {:?}); upgrade after it", r.phase);
     }
-    // `--allow-downgrade` is enforced by the version rule of the signed-manifest policy.
-    let _ = allow_downgrade;
+    // Every rule holds even when the slot already has these bytes: a slot
+    // filled earlier must not become a way around them.
+    preflight(node, &disk, &obs, &manifest, allow_downgrade)?;
     let unchanged = obs.image.as_ref().is_some_and(|m| same_payload(m, &manifest));
     let mut notes = Vec::new();
     if unchanged {
         notes.push(format!("the image slot already holds {} (nothing written)", manifest.version));
     } else {
-        preflight(node, &disk, &obs, &manifest)?;
         write_slot(node, &mut disk, task_id, &source, &manifest)?;
         notes.push(format!("image slot: {} written and verified in {:.1?}", manifest.version, started.elapsed()));
     }
@@ -162,7 +165,13 @@ fn boot_b_format(disk: &NodeDisk) -> FormatOptions {
     }
 }
 
-fn preflight(node: &Node<'_>, disk: &NodeDisk, obs: &Observation, manifest: &Manifest) -> anyhow::Result<()> {
+fn preflight(
+    node: &Node<'_>,
+    disk: &NodeDisk,
+    obs: &Observation,
+    manifest: &Manifest,
+    allow_downgrade: bool,
+) -> anyhow::Result<()> {
     let fat = boot_b_format(disk);
     let kube = |v: &KubeVersion| kube_rule(node, obs, *v);
     let pf = Preflight {
@@ -172,6 +181,8 @@ fn preflight(node: &Node<'_>, disk: &NodeDisk, obs: &Observation, manifest: &Man
         arch: node.arch(),
         compressions: &ACCEPTED_COMPRESSION,
         kube_check: Some(&kube),
+        installed_version: obs.working_version(),
+        allow_downgrade,
     };
     upgrade::preflight(manifest, &pf)
         .with_context(|| format!("refusing {} before writing anything", manifest.version))?;

@@ -228,6 +228,8 @@ fn preflight_refuses_boot_files_larger_than_boot_b() {
         arch: k8r_config::Arch::Aarch64,
         compressions: &ACCEPTED_COMPRESSION,
         kube_check: None,
+        installed_version: None,
+        allow_downgrade: false,
     };
     preflight(&m, &node).expect("the test tree fits");
     m.artifacts.boot.raw_size = BOOT_SLOT;
@@ -251,4 +253,92 @@ fn a_file_the_disk_corrupts_is_caught_by_the_read_back() {
         other => panic!("expected a read-back mismatch naming the file, got {other:?}"),
     }
     assert_eq!(err.class(), ErrorClass::Device);
+}
+
+/// A tar entry made with the `tar` crate; `raw_name` bypasses the crate's
+/// own path checks (it refuses `..` and absolute names) by writing the
+/// header's name field directly, as a hostile archive would.
+fn tar_entry(b: &mut tar::Builder<Vec<u8>>, kind: tar::EntryType, name: &str, link: Option<&str>, data: &[u8]) {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(0o644);
+    h.set_size(data.len() as u64);
+    if let Some(link) = link {
+        h.set_link_name(link).expect("link name");
+    }
+    if kind.is_block_special() || kind.is_character_special() {
+        h.set_device_major(8).expect("major");
+        h.set_device_minor(0).expect("minor");
+    }
+    let field = &mut h.as_old_mut().name;
+    field.fill(0);
+    field[..name.len()].copy_from_slice(name.as_bytes());
+    h.set_cksum();
+    b.append(&h, data).expect("append");
+}
+
+/// The hostile archives, made with the `tar` crate the way an
+/// attacker's tooling would (GNU headers, a pax path too), each after a
+/// legitimate file so something was already streamed: refused naming the
+/// entry, no filesystem on boot-B, nothing outside it changed.
+#[test]
+fn refuses_hostile_archives_made_with_the_tar_crate() {
+    use tar::EntryType::{Block, Char, Directory, Link, Regular, Symlink};
+    type Entry<'a> = (tar::EntryType, &'a str, Option<&'a str>, &'a [u8]);
+    let cases: Vec<(&str, Vec<Entry>, &str, &str)> = vec![
+        (
+            "symlink, then a file through it",
+            vec![(Symlink, "firmware", Some("/etc"), b""), (Regular, "firmware/shadow", None, b"root::0:")],
+            "\"firmware\"",
+            "symbolic links are not accepted",
+        ),
+        (
+            "directory, symlink over it, file through it",
+            vec![(Directory, "d/", None, b""), (Symlink, "d", Some("/"), b""), (Regular, "d/x", None, b"x")],
+            "\"d\"",
+            "symbolic links are not accepted",
+        ),
+        (
+            "../ name",
+            vec![(Regular, "../../etc/cron.d/evil", None, b"* * * * * root sh")],
+            "\"../../etc/cron.d/evil\"",
+            "'..' is not accepted",
+        ),
+        ("inner ../", vec![(Regular, "overlays/../../x", None, b"x")], "overlays/../../x", "'..' is not accepted"),
+        ("absolute name", vec![(Regular, "/etc/passwd", None, b"x")], "\"/etc/passwd\"", "absolute paths"),
+        ("block device", vec![(Block, "mmcblk0", None, b"")], "\"mmcblk0\"", "block devices"),
+        ("character device", vec![(Char, "mem", None, b"")], "\"mem\"", "character devices"),
+        ("hard link", vec![(Link, "start4.elf", Some("/etc/shadow"), b"")], "\"start4.elf\"", "hard links"),
+        (
+            "file then a file under it",
+            vec![(Regular, "f", None, b"x"), (Regular, "f/g", None, b"y")],
+            "\"f/g\"",
+            "through the earlier file",
+        ),
+    ];
+    for (case, entries, entry, reason) in cases {
+        let mut b = tar::Builder::new(Vec::new());
+        tar_entry(&mut b, Regular, "config.txt", None, &noise(300_000, 1));
+        for (kind, name, link, data) in entries {
+            tar_entry(&mut b, kind, name, link, data);
+        }
+        let tar = b.into_inner().expect("finish");
+        let (m, packed) = boot_manifest(&tar);
+        let (result, mut disk) = attempt(&m, &packed, TarLimits::default());
+        let err = result.expect_err(case);
+        let text = err.to_string();
+        assert!(matches!(err, UpgradeError::HostileArchive { .. }), "{case}: {err:?}");
+        assert!(text.contains(entry) && text.contains(reason) && text.contains(BOOT), "{case}: {text}");
+        assert_no_filesystem(&mut disk, case);
+    }
+    // A pax `path` record with `..` (the tar crate's own pax writer).
+    let mut b = tar::Builder::new(Vec::new());
+    b.append_pax_extensions([("path", &b"../escape"[..])]).expect("pax");
+    tar_entry(&mut b, Regular, "harmless", None, b"x");
+    let tar = b.into_inner().expect("finish");
+    let (m, packed) = boot_manifest(&tar);
+    let (result, mut disk) = attempt(&m, &packed, TarLimits::default());
+    let err = result.expect_err("pax ..");
+    assert!(err.to_string().contains("\"../escape\"") && err.to_string().contains("'..'"), "{err}");
+    assert_no_filesystem(&mut disk, "pax ..");
 }

@@ -406,3 +406,35 @@ fn a_worker_without_credentials_waits_then_joins_when_seeded() {
     let on_fat = String::from_utf8(config_file(&w.card, "seed.toml").expect("seed")).expect("utf-8");
     assert!(!on_fat.contains(join.token.expose()), "{on_fat}");
 }
+
+#[test]
+fn a_downgrade_needs_allow_downgrade() {
+    let v1 = golden("1.0.0", node_support::KUBE_V1, None);
+    let v2 = golden("2.0.0", "1.33.7", Some("v2"));
+    let cluster = tempfile::tempdir().expect("cluster dir");
+    let mut sim = control_plane(&v1, cluster.path());
+    let upgrade = |dir: &std::path::Path, reinstall: bool, allow_downgrade: bool| TaskKind::Upgrade {
+        source: SourceSpec::Dir(dir.to_path_buf()),
+        reinstall,
+        allow_downgrade,
+    };
+    let (result, _) = sim.operator(upgrade(&v2.dir, true, false));
+    assert_eq!(result.event, "rebooting", "{result:?}");
+    sim.run_until_up(4);
+    let image = partition_sha(&sim.card, Role::Image);
+    // An older image with the same Kubernetes: refused unless asked for.
+    let older = golden("1.5.0", "1.33.7", None);
+    let (refused, reboot) = sim.operator(upgrade(&older.dir, true, false));
+    assert_eq!((refused.event.as_str(), reboot), ("failed", None), "{refused:?}");
+    assert!(refused.message.contains("--allow-downgrade"), "{}", refused.message);
+    assert_eq!(partition_sha(&sim.card, Role::Image), image, "nothing written");
+    let (allowed, _) = sim.operator(upgrade(&older.dir, false, true));
+    assert_eq!(allowed.event, "ok", "{allowed:?}");
+    let slot: serde_json::Value =
+        serde_json::from_slice(&config_file(&sim.card, configpart::IMAGE_MANIFEST).expect("image.json")).expect("json");
+    assert_eq!(slot["version"], "1.5.0");
+    // A control plane never goes back in Kubernetes, flag or not.
+    let (never, _) = sim.operator(upgrade(&v1.dir, false, true));
+    assert_eq!(never.event, "failed", "{never:?}");
+    assert!(never.message.contains("is a downgrade"), "{}", never.message);
+}

@@ -17,6 +17,7 @@ use k8r_core::io::LimitExceeded;
 use k8r_core::manifest::ManifestError;
 
 use super::preflight::Refusal;
+use super::signature::SignatureError;
 use super::tar::TarError;
 
 /// Which side of the decoder a size or digest belongs to.
@@ -87,6 +88,16 @@ pub enum UpgradeError {
         /// What is wrong with it.
         #[source]
         source: ManifestError,
+    },
+    /// The manifest's signature (or the node's key) was refused; nothing
+    /// was written and the manifest was not parsed.
+    #[error("{location}: {source}")]
+    Signature {
+        /// Where the signature came from (or should have).
+        location: String,
+        /// Why it was refused.
+        #[source]
+        source: SignatureError,
     },
     /// The artifact is not at the source (HTTP 404/410, no such file).
     #[error("{artifact}: not found at {location}")]
@@ -233,6 +244,8 @@ impl UpgradeError {
                 HttpError::TooLong { .. } => ErrorClass::Integrity,
                 HttpError::Status { .. } | HttpError::BadUrl { .. } => ErrorClass::Refused,
             },
+            UpgradeError::Signature { source, .. } if source.is_configuration() => ErrorClass::Refused,
+            UpgradeError::Signature { .. } => ErrorClass::Integrity,
             UpgradeError::Source { .. } => ErrorClass::RetryLater,
             UpgradeError::SizeMismatch { .. }
             | UpgradeError::DigestMismatch { .. }

@@ -3,12 +3,15 @@
 //! The caller (the upgrade task) runs these steps in order; each is a
 //! library function with an options struct and a typed error:
 //!
-//! 1. [`ArtifactSource::fetch_manifest`]: the bounded `manifest.json` from an
-//!    HTTP prefix (k8r's `HTTP_IMAGE_URL` convention) or a directory. The raw
-//!    bytes come back too, for the caller's signature check.
+//! 1. [`ArtifactSource::fetch_trusted_manifest`]: the bounded `manifest.json`
+//!    from an HTTP prefix (k8r's `HTTP_IMAGE_URL` convention) or a
+//!    directory, and, when the image has a public key ([`Trust::Required`]),
+//!    its `manifest.json.minisig`, checked over the exact bytes (see
+//!    [`signature`]) before the manifest is parsed.
 //! 2. [`preflight`]: refuse before any write (architecture, slot sizes,
-//!    compression, placeholder digests, and the caller's Kubernetes skew
-//!    rule, plugged in as a closure).
+//!    compression, placeholder digests, a downgrade without
+//!    `--allow-downgrade`, and the caller's Kubernetes skew rule, plugged in
+//!    as a closure).
 //! 3. [`write_image`]: zero the image partition's first MiB and sync, stream
 //!    `image.img.xz` through hashing, decoding and limiting readers onto the
 //!    partition from 1 MiB on, holding the first MiB back; compare both
@@ -37,6 +40,7 @@ mod boot;
 mod error;
 mod image;
 mod preflight;
+pub mod signature;
 mod source;
 mod stream;
 pub mod tar;
@@ -45,5 +49,6 @@ pub use boot::{write_boot, BootFile, BootReport, BootWriteOptions};
 pub use error::{ErrorClass, Layer, Seen, UpgradeError};
 pub use image::{drop_page_cache, verify_slot, write_image, WriteOptions, WriteReport, HEAD_BYTES};
 pub use preflight::{boot_capacity, preflight, KubeCheck, Preflight, Refusal, ACCEPTED_COMPRESSION};
+pub use signature::{verify_manifest, SignatureError, Trust, TrustedManifest, UpgradeKey};
 pub use source::ArtifactSource;
 pub use stream::Digests;

@@ -1,7 +1,10 @@
 //! Refuse an upgrade before anything is written: a manifest for another
 //! architecture, an image larger than the image partition, boot files that
 //! cannot fit boot-B, a compression this node does not accept, placeholder
-//! digests, and whatever the caller's Kubernetes version-skew rule says.
+//! digests, an image older than the installed one (unless the operator
+//! passed `--allow-downgrade`; versions ordered as
+//! [`k8r_core::version::compare`] says), and whatever the caller's
+//! Kubernetes version-skew rule says.
 //!
 //! Pure: the caller measures the slots and passes their sizes; the skew rule
 //! (another module's pure function) is plugged in as a closure. Checks run
@@ -41,6 +44,12 @@ pub struct Preflight<'a> {
     pub compressions: &'a [Compression],
     /// The Kubernetes version-skew rule, if the caller has one.
     pub kube_check: Option<KubeCheck<'a>>,
+    /// The image version installed on this node (the working slot's
+    /// manifest `version`), if known.
+    pub installed_version: Option<&'a str>,
+    /// Accept an image older than [`installed_version`](Self::installed_version)
+    /// (the operator's `--allow-downgrade`).
+    pub allow_downgrade: bool,
 }
 
 impl std::fmt::Debug for Preflight<'_> {
@@ -52,6 +61,8 @@ impl std::fmt::Debug for Preflight<'_> {
             .field("arch", &self.arch)
             .field("compressions", &self.compressions)
             .field("kube_check", &self.kube_check.map(|_| "<fn>"))
+            .field("installed_version", &self.installed_version)
+            .field("allow_downgrade", &self.allow_downgrade)
             .finish()
     }
 }
@@ -115,6 +126,18 @@ pub enum Refusal {
         /// The name.
         file: String,
     },
+    /// The image is older than the installed one and the operator did not
+    /// allow a downgrade.
+    #[error(
+        "image {version} is older than the installed {installed}: a rollback needs --allow-downgrade \
+         (versions compare like `dpkg --compare-versions`)"
+    )]
+    Downgrade {
+        /// The manifest's image version.
+        version: String,
+        /// The installed image version.
+        installed: String,
+    },
     /// The caller's Kubernetes version-skew rule refused the version.
     #[error("Kubernetes {version}: {reason}")]
     Kubernetes {
@@ -143,6 +166,7 @@ pub fn preflight(manifest: &Manifest, node: &Preflight<'_>) -> Result<(), Refusa
     if boot.raw_size > capacity {
         return Err(Refusal::BootTooLarge { raw_size: boot.raw_size, capacity, slot: node.boot_slot_bytes });
     }
+    check_downgrade(manifest, node)?;
     if let Some(check) = node.kube_check {
         // The manifest parser refuses an unparsable version; this is defence in depth.
         let version = KubeVersion::parse(&manifest.kubernetes_version).ok_or_else(|| Refusal::Kubernetes {
@@ -152,6 +176,19 @@ pub fn preflight(manifest: &Manifest, node: &Preflight<'_>) -> Result<(), Refusa
         check(&version).map_err(|reason| Refusal::Kubernetes { version: version.to_string(), reason })?;
     }
     Ok(())
+}
+
+/// An older image than the installed one needs the operator's consent.
+fn check_downgrade(manifest: &Manifest, node: &Preflight<'_>) -> Result<(), Refusal> {
+    match node.installed_version {
+        Some(installed)
+            if !node.allow_downgrade
+                && k8r_core::version::compare(&manifest.version, installed) == std::cmp::Ordering::Less =>
+        {
+            Err(Refusal::Downgrade { version: manifest.version.clone(), installed: installed.to_string() })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Name, compression and digests of one artifact.
@@ -279,11 +316,13 @@ mod tests {
             arch: Arch::Aarch64,
             compressions: &ACCEPTED_COMPRESSION,
             kube_check: Some(&no_1_32),
+            installed_version: Some("1.31.4-k8r.1"),
+            allow_downgrade: false,
         };
         preflight(&sample(), &node).expect("a fitting manifest passes");
         let capacity = boot_capacity(BOOT, &fat).expect("plannable");
         type Edit = fn(&mut Manifest);
-        let cases: [(&str, Edit, &str); 11] = [
+        let cases: [(&str, Edit, &str); 12] = [
             ("arch", |m| m.arch = Arch::X86_64, "the build is for x86_64, this node is aarch64"),
             ("image too large", |m| m.artifacts.image.raw_size = SLOT + 1, "the image partition has 536870912"),
             ("boot too large", |m| m.artifacts.boot.raw_size = BOOT, "a FAT on the 268435456-byte boot-B"),
@@ -302,6 +341,11 @@ mod tests {
             ("directory in name", |m| m.artifacts.image.file = "x/image.img.xz".into(), "not a plain file name"),
             ("skew", |m| m.kubernetes_version = "1.32.0".into(), "Kubernetes 1.32.0: skips a minor"),
             ("bad version", |m| m.kubernetes_version = "latest".into(), "not a version like 1.31.4"),
+            (
+                "downgrade",
+                |m| m.version = "1.31.4-k8r.0".into(),
+                "image 1.31.4-k8r.0 is older than the installed 1.31.4-k8r.1: a rollback needs --allow-downgrade",
+            ),
         ];
         for (name, edit, want) in cases {
             let mut m = sample();
@@ -312,5 +356,34 @@ mod tests {
         assert!(capacity < BOOT && capacity > BOOT - (4 << 20), "FAT overhead is small: {capacity}");
         let tiny = Preflight { boot_slot_bytes: 1 << 20, ..node };
         assert!(matches!(preflight(&sample(), &tiny), Err(Refusal::BootUnformattable { .. })));
+    }
+
+    #[test]
+    fn a_downgrade_needs_consent() {
+        let fat = FormatOptions::default();
+        let node = |installed, allow_downgrade| Preflight {
+            image_slot_bytes: SLOT,
+            boot_slot_bytes: BOOT,
+            boot_fat: &fat,
+            arch: Arch::Aarch64,
+            compressions: &ACCEPTED_COMPRESSION,
+            kube_check: None,
+            installed_version: installed,
+            allow_downgrade,
+        };
+        let with = |version: &str| Manifest { version: version.into(), ..sample() };
+        // (manifest version, installed, allowed, refused?)
+        let cases = [
+            ("1.31.4-k8r.10", Some("1.31.4-k8r.9"), false, false),
+            ("1.31.4-k8r.9", Some("1.31.4-k8r.9"), false, false),
+            ("1.31.4-k8r.9", Some("1.31.4-k8r.10"), false, true),
+            ("1.31.4-k8r.9", Some("1.31.4-k8r.10"), true, false),
+            ("1.31.4-k8r.20260101.120000", Some("1.32.0-k8r.20251201.000000"), false, true),
+            ("1.31.4-k8r.1", None, false, false),
+        ];
+        for (version, installed, allow, refused) in cases {
+            let got = preflight(&with(version), &node(installed, allow));
+            assert_eq!(matches!(got, Err(Refusal::Downgrade { .. })), refused, "{version} over {installed:?}: {got:?}");
+        }
     }
 }

@@ -3,19 +3,24 @@
 //! side under it) read with k8r's resumable, retrying client, or a local
 //! directory (`k8r-node upgrade --from DIR`, e.g. a USB stick).
 //!
-//! What this module must not do: trust what it fetches (the manifest is
-//! size-bounded and validated, artifacts are verified by the stream), or
-//! retry by itself (the HTTP client owns retries and resume).
+//! What this module must not do: trust what it fetches (the manifest and its
+//! signature are size-bounded, the signature is checked before the manifest
+//! is parsed, artifacts are verified by the stream), or retry by itself (the
+//! HTTP client owns retries and resume).
 
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::PathBuf;
 
-use k8r_core::http::{join_url, Client};
-use k8r_core::manifest::{is_plain_file_name, Artifact, Manifest, ManifestError, MANIFEST_FILE, MAX_MANIFEST_BYTES};
+use k8r_core::http::{join_url, Client, HttpError};
+use k8r_core::manifest::{
+    is_plain_file_name, Artifact, Manifest, ManifestError, MANIFEST_FILE, MAX_MANIFEST_BYTES, MAX_SIGNATURE_BYTES,
+    SIGNATURE_FILE,
+};
 
 use super::error::UpgradeError;
 use super::preflight::Refusal;
+use super::signature::{verify_manifest, SignatureError, Trust, TrustedManifest};
 use super::stream::Opened;
 
 /// Where to fetch a build's manifest and artifacts from.
@@ -43,18 +48,64 @@ impl ArtifactSource {
     }
 
     /// Fetch and validate `manifest.json` (at most
-    /// [`MAX_MANIFEST_BYTES`]). The bytes are returned too, so the caller can
-    /// check a detached signature over exactly what was parsed.
+    /// [`MAX_MANIFEST_BYTES`]), without any signature check. The bytes are
+    /// returned too. Nodes call [`fetch_trusted_manifest`](Self::fetch_trusted_manifest).
     pub fn fetch_manifest(&self) -> Result<(Vec<u8>, Manifest), UpgradeError> {
-        let location = self.location(MANIFEST_FILE);
-        let bytes = match self {
-            ArtifactSource::Http { client, .. } => client
-                .get_bytes(&location, MAX_MANIFEST_BYTES as u64)
-                .map_err(|e| UpgradeError::from_http(MANIFEST_FILE, &location, e))?,
-            ArtifactSource::Dir(dir) => read_bounded(&dir.join(MANIFEST_FILE), &location)?,
-        };
-        let manifest = Manifest::parse(&bytes).map_err(|source| UpgradeError::Manifest { location, source })?;
+        let bytes = self.fetch_small(MANIFEST_FILE, MAX_MANIFEST_BYTES)?;
+        let manifest = self.parse_manifest(&bytes)?;
         Ok((bytes, manifest))
+    }
+
+    /// Fetch `manifest.json` and, when `trust` requires it, its detached
+    /// signature [`SIGNATURE_FILE`]; check the signature over the exact
+    /// bytes fetched, and only then parse them. With
+    /// [`Trust::NotConfigured`] no signature is fetched.
+    pub fn fetch_trusted_manifest(&self, trust: &Trust) -> Result<TrustedManifest, UpgradeError> {
+        let bytes = self.fetch_small(MANIFEST_FILE, MAX_MANIFEST_BYTES)?;
+        let signature = match trust {
+            Trust::NotConfigured => None,
+            Trust::Required(key) => {
+                let location = self.location(SIGNATURE_FILE);
+                let refused = |source| UpgradeError::Signature { location: location.clone(), source };
+                let sig = self.fetch_signature().map_err(|e| match e {
+                    UpgradeError::Missing { .. } => {
+                        refused(SignatureError::Unsigned { key_id: key.id(), origin: key.origin().to_string() })
+                    }
+                    e => e,
+                })?;
+                Some(verify_manifest(key, &bytes, &sig).map_err(refused)?)
+            }
+        };
+        let manifest = self.parse_manifest(&bytes)?;
+        Ok(TrustedManifest { manifest, bytes, signature })
+    }
+
+    /// Fetch the detached signature [`SIGNATURE_FILE`] (at most
+    /// [`MAX_SIGNATURE_BYTES`]); [`UpgradeError::Missing`] when there is none.
+    pub fn fetch_signature(&self) -> Result<Vec<u8>, UpgradeError> {
+        let too_large = |location| UpgradeError::Signature { location, source: SignatureError::TooLarge };
+        self.fetch_small(SIGNATURE_FILE, MAX_SIGNATURE_BYTES).map_err(|e| match e {
+            // An oversized signature is the signature's problem, not the manifest's.
+            UpgradeError::Manifest { location, source: ManifestError::TooLarge(_) } => too_large(location),
+            UpgradeError::Network { source: HttpError::TooLong { .. }, .. } => too_large(self.location(SIGNATURE_FILE)),
+            e => e,
+        })
+    }
+
+    fn parse_manifest(&self, bytes: &[u8]) -> Result<Manifest, UpgradeError> {
+        Manifest::parse(bytes)
+            .map_err(|source| UpgradeError::Manifest { location: self.location(MANIFEST_FILE), source })
+    }
+
+    /// Fetch a small file beside the artifacts, refusing more than `max` bytes.
+    fn fetch_small(&self, file: &str, max: usize) -> Result<Vec<u8>, UpgradeError> {
+        let location = self.location(file);
+        match self {
+            ArtifactSource::Http { client, .. } => {
+                client.get_bytes(&location, max as u64).map_err(|e| UpgradeError::from_http(file, &location, e))
+            }
+            ArtifactSource::Dir(dir) => read_bounded(&dir.join(file), file, &location, max),
+        }
     }
 
     /// Open `artifact` for streaming: the bytes as stored, and their length
@@ -100,17 +151,17 @@ impl ArtifactSource {
     }
 }
 
-/// Read a local manifest, refusing one over the size limit without reading it all.
-fn read_bounded(path: &std::path::Path, location: &str) -> Result<Vec<u8>, UpgradeError> {
-    let io_err = |source| UpgradeError::Source { artifact: MANIFEST_FILE.into(), location: location.into(), source };
-    let file = File::open(path).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => UpgradeError::Missing { artifact: MANIFEST_FILE.into(), location: location.into() },
+/// Read a small local file, refusing one over `max` bytes without reading it all.
+fn read_bounded(path: &std::path::Path, file: &str, location: &str, max: usize) -> Result<Vec<u8>, UpgradeError> {
+    let io_err = |source| UpgradeError::Source { artifact: file.into(), location: location.into(), source };
+    let opened = File::open(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => UpgradeError::Missing { artifact: file.into(), location: location.into() },
         _ => io_err(e),
     })?;
-    let announced = file.metadata().map_err(io_err)?.len();
+    let announced = opened.metadata().map_err(io_err)?.len();
     let mut bytes = Vec::new();
-    (&file).take(MAX_MANIFEST_BYTES as u64 + 1).read_to_end(&mut bytes).map_err(io_err)?;
-    if bytes.len() > MAX_MANIFEST_BYTES {
+    (&opened).take(max as u64 + 1).read_to_end(&mut bytes).map_err(io_err)?;
+    if bytes.len() > max {
         let size = usize::try_from(announced).unwrap_or(usize::MAX).max(bytes.len());
         return Err(UpgradeError::Manifest { location: location.into(), source: ManifestError::TooLarge(size) });
     }

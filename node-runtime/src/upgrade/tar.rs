@@ -6,7 +6,8 @@
 //! Refused, each with an error naming the entry: symlinks, hard links,
 //! devices, FIFOs, sparse and other special entries; absolute paths, `..`,
 //! backslashes, non-UTF-8 names; a path through an earlier *file* entry or
-//! replacing an earlier entry; more than [`TarLimits::max_entries`] entries,
+//! replacing an earlier entry; two names for one entry (a GNU long name and
+//! a pax path, which readers resolve differently); more than [`TarLimits::max_entries`] entries,
 //! [`TarLimits::max_total_bytes`] of file data, or paths longer or deeper
 //! than the limits; headers with bad checksums; v7 (pre-ustar) headers; data
 //! after the end-of-archive marker that is not zero padding.
@@ -130,6 +131,20 @@ struct Pending {
     size: Option<u64>,
 }
 
+impl Pending {
+    /// Take the entry's name from an extension header. A second name for
+    /// the same entry (a GNU long name and a pax path, or two of either) is
+    /// refused: tools disagree on which wins, so the node would extract
+    /// another tree than the one `tar -t` shows.
+    fn name_once(&mut self, name: Vec<u8>, header: &str) -> Result<(), TarError> {
+        if self.path.is_some() {
+            return Err(refused(header, "a second name for the same entry (GNU long name and pax path)".into()));
+        }
+        self.path = Some(name);
+        Ok(())
+    }
+}
+
 impl<R: Read> ConfinedTar<R> {
     /// Read the archive in `inner` within `limits`.
     pub fn new(inner: R, limits: TarLimits) -> Self {
@@ -173,7 +188,8 @@ impl<R: Read> ConfinedTar<R> {
                 }
                 b'L' => {
                     self.count("GNU long name")?;
-                    pending.path = Some(self.long_name(&header)?);
+                    let name = self.long_name(&header)?;
+                    pending.name_once(name, "GNU long name")?;
                 }
                 _ => {
                     if let Some(entry) = self.entry(&header, pending)? {
@@ -242,7 +258,7 @@ impl<R: Read> ConfinedTar<R> {
                 continue; // global defaults: path/size there describe no entry
             }
             match key.as_str() {
-                "path" => pending.path = Some(value),
+                "path" => pending.name_once(value, &name)?,
                 "size" => {
                     let size = std::str::from_utf8(&value).ok().and_then(|v| v.parse::<u64>().ok());
                     pending.size = Some(size.ok_or_else(|| refused(&name, "pax size is not a number".into()))?);
@@ -741,6 +757,22 @@ mod tests {
         }
         let err = read_all(&sparse_pax, TarLimits::default()).expect_err("sparse pax");
         assert!(err.to_string().contains("sparse files"), "{err}");
+        // A pax path and a GNU long name for one entry: GNU tar takes the
+        // pax one, other readers the other; refused either way round.
+        let body = pax(&[("path", "boot/pax-name")]);
+        let mut two_names = header(b"p", b'x', body.len() as u64).to_vec();
+        two_names.extend_from_slice(&body);
+        two_names.resize(two_names.len().div_ceil(BLOCK) * BLOCK, 0);
+        let long = b"boot/gnu-name\0";
+        let mut l = header(b"././@LongLink", b'L', long.len() as u64);
+        l[257..265].copy_from_slice(b"ustar  \0");
+        checksum(&mut l);
+        two_names.extend_from_slice(&l);
+        two_names.extend_from_slice(long);
+        two_names.resize(two_names.len().div_ceil(BLOCK) * BLOCK, 0);
+        two_names.extend_from_slice(&archive(&[(b"short", b'0', b"x")]));
+        let err = read_all(&two_names, TarLimits::default()).expect_err("two names");
+        assert!(err.to_string().contains("a second name for the same entry"), "{err}");
     }
 
     #[test]
