@@ -437,7 +437,7 @@ fn refresh(ctx: &mut Ctx) -> anyhow::Result<()> {
     let sum = precious(&mut sh)?;
     // Break the working root for good: no /usr/bin (merged /usr: no /bin
     // either). The operator's copy of k8r-node still asks for the refresh.
-    until_reboot(ctx, run, "cp /usr/bin/k8r-node /run/k8r-node && rm -rf /usr/bin; /run/k8r-node reinstall")?;
+    until_reboot(ctx, run, "cp /usr/bin/k8r-node /root/k8r-node && rm -rf /usr/bin; /root/k8r-node reinstall")?;
     let run = boot_to_login(ctx, disk, Some(fwd), 3)?;
     let mut sh = Shell::attach(&run, line_timeout(arch))?;
     settled(ctx, &mut sh)?;
