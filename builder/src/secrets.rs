@@ -23,6 +23,11 @@
 //! then `ncheck`), so the error names the file, or says the bytes are in
 //! unallocated blocks (left by a deleted file) or the journal.
 //!
+//! Keys inside ELF executables and libraries are not counted: a library's
+//! key is compiled into every copy of it (GnuTLS carries the FIPS
+//! self-test keys of every algorithm, so every Ubuntu and Debian root has
+//! them), never a credential of this cluster.
+//!
 //! What this module must not do: print a secret (messages name the file,
 //! the kind and the offset, never the bytes), or decide policy (the build
 //! fails on findings unless `--allow-secrets-in-image`).
@@ -329,21 +334,35 @@ pub fn locate_in_ext4(fs: &Path, block_size: u64, findings: &[Finding]) -> anyho
             }
         }
     }
+    let elf = elf_files(fs, path_of.values())?;
     Ok(findings
         .iter()
         .zip(blocks)
-        .map(|(f, b)| {
+        .filter_map(|(f, b)| {
             let place = match inode_of.get(&b).copied().flatten() {
                 Some(8) => format!("the golden root's journal (block {b})"),
                 Some(i) => match path_of.get(&i) {
+                    Some(p) if elf.contains(p) => return None,
                     Some(p) => format!("the golden root: {p}"),
                     None => format!("the golden root: inode {i} (block {b})"),
                 },
                 None => format!("the golden root: unallocated block {b} (left by a deleted file)"),
             };
-            Located { place, finding: f.clone() }
+            Some(Located { place, finding: f.clone() })
         })
         .collect())
+}
+
+/// Which of `paths` in the filesystem `fs` are ELF files (see the module docs).
+fn elf_files<'a>(fs: &Path, paths: impl Iterator<Item = &'a String>) -> anyhow::Result<Vec<String>> {
+    let view = k8r_core::ext4::Ext4Fs::open(k8r_core::FileDisk::open(fs)?)?;
+    let mut out = Vec::new();
+    for p in paths {
+        if view.read_head(p, 4).ok().is_some_and(|head| head.starts_with(b"\x7fELF")) {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
 }
 
 fn join(ns: &[u64]) -> String {

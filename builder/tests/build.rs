@@ -497,6 +497,12 @@ fn secrets_in_the_built_image_are_refused_by_name() {
     std::fs::write(payload.join("bootstrap.conf"), format!("apiVersion: v1\nusers:\n- user:\n    token: {TOKEN}\n"))
         .expect("write");
     std::fs::write(payload.join("ssh/id_ed25519"), KEY).expect("write");
+    // A library with a self-test key compiled in (as GnuTLS in every Debian
+    // and Ubuntu root) is not a secret of the cluster.
+    let mut elf = b"\x7fELF\x02\x01\x01\x00".to_vec();
+    elf.extend_from_slice(&[0u8; 120]);
+    elf.extend_from_slice(KEY.as_bytes());
+    std::fs::write(payload.join("libselftest.so.1"), elf).expect("write");
     let tar = d.join("payload.tar");
     tool(Command::new("tar").arg("-cf").arg(&tar).arg("-C").arg(&payload).arg("."));
     let extra = format!("[[extra]]\nsource = \"{}\"\ndest = \"/etc/leaky\"", tar.display());
@@ -505,6 +511,7 @@ fn secrets_in_the_built_image_are_refused_by_name() {
     assert!(msg.contains("a kubeadm join token in the golden root: /etc/leaky/bootstrap.conf"), "{msg}");
     assert!(msg.contains("a private key (OPENSSH PRIVATE KEY) in the golden root: /etc/leaky/ssh/id_ed25519"), "{msg}");
     assert!(msg.contains("--allow-secrets-in-image") && !msg.contains(TOKEN) && !msg.contains("b3BlbnNz"), "{msg}");
+    assert!(!msg.contains("libselftest"), "a key inside an ELF library is not a secret: {msg}");
     assert!(leftovers(&d.join("images")).is_empty(), "output left behind");
     let opts = BuildOptions { allow_secrets_in_image: true, ..BuildOptions::default() };
     let report = run_build_with(d, Fixture::UbuntuLike, Arch::Aarch64, &extra, opts).expect("allowed");

@@ -214,6 +214,25 @@ impl Ext4Fs {
         Ok(data)
     }
 
+    /// The first `n` bytes of the regular file at `path` (fewer if it is
+    /// shorter): enough to recognise a format by its magic number.
+    pub fn read_head(&self, path: &str, n: usize) -> anyhow::Result<Vec<u8>> {
+        check_path(path)?;
+        let ctx = || format!("reading {path} in {}", self.name);
+        let mut file = self.fs.open(path).with_context(ctx)?;
+        let mut data = vec![0u8; n.min(file.metadata().len() as usize)];
+        let mut filled = 0;
+        while filled < data.len() {
+            let got = file.read_bytes(&mut data[filled..]).with_context(ctx)?;
+            if got == 0 {
+                break;
+            }
+            filled += got;
+        }
+        data.truncate(filled);
+        Ok(data)
+    }
+
     /// The contents of the regular file at `path`, up to [`MAX_READ`] bytes.
     pub fn read(&self, path: &str) -> anyhow::Result<Vec<u8>> {
         self.read_limited(path, MAX_READ)
