@@ -176,8 +176,10 @@ fn acts_as_the_tool_named_by_argv0() {
         .output()
         .expect("runs");
     assert_eq!(String::from_utf8_lossy(&direct.stdout), "v1.33.6\n");
+    std::os::unix::fs::symlink(STUB, n.bin.path().join("kube-scheduler")).expect("symlink");
+    n.refused("kube-scheduler", &["--version"], "cannot act as \"kube-scheduler\"");
     std::os::unix::fs::symlink(STUB, n.bin.path().join("kubelet")).expect("symlink");
-    n.refused("kubelet", &["--version"], "cannot act as \"kubelet\"");
+    assert_eq!(n.ok("kubelet", &["--version"]), "Kubernetes v1.33.6\n", "the daemon stand-ins answer --version");
     let log = n.log();
     assert_eq!(log.len(), 3, "every call is recorded, refused ones too: {log:?}");
     assert_eq!(log[0]["tool"], "kubeadm");

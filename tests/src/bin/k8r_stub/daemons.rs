@@ -32,7 +32,8 @@ pub fn run(tool: &str, args: &[String], root: &Path, version: Option<&str>) -> O
             Some(Ok(()))
         }
         "kubelet" if asks_version => {
-            println!("Kubernetes v{}", version.unwrap_or("0.0.0"));
+            let version = version.unwrap_or("0.0.0");
+            println!("Kubernetes v{}", version.trim_start_matches('v'));
             Some(Ok(()))
         }
         "containerd" => Some(containerd(root)),
