@@ -18,8 +18,10 @@
 //!   reinstall`: the node comes back healthy with data intact.
 //! * `wipe`: `k8r-node wipe --yes`: data cleared, a new first boot.
 //! * `power-cuts`: QEMU killed at ≥ 20 seeded random points spread over an
-//!   upgrade and reinstalls; after each, the next power-on must be bootable
-//!   by the firmware model, and the node must converge, healthy, data intact.
+//!   upgrade's task (download, slot write), reinstall requests, the image
+//!   root's copy and trial boots (a tally per phase in the summary); after
+//!   each, the next power-on must be bootable by the firmware model, and
+//!   every flow must converge to a healthy node with its data intact.
 //! * `tryboot-one-shot`, `golden-v2`: the firmware's one-shot flag, and the
 //!   upgrade input, without the runtime.
 //! * `arm64-first-boot`: the cross-compiled k8r-node boots as a service in
@@ -480,9 +482,62 @@ fn wipe(ctx: &mut Ctx) -> anyhow::Result<()> {
 /// At least this many power cuts per run.
 const MIN_CUTS: u32 = 20;
 
-/// Power cuts at seeded random points over an upgrade and reinstalls:
-/// every flow is cut again and again, each next power-on must be bootable
-/// (the firmware model decides), and the node must converge.
+/// At most this many cuts per flow, first boot included: every cut can cost
+/// the reinstall one of its `MAX_REINSTALL_BOOTS` (10) boots, and the flow
+/// must still have boots left to finish.
+const CUTS_PER_FLOW: u32 = 7;
+
+/// Flows whose upgrade task (download, slot write, verification) is cut
+/// before the node reboots into the reinstall.
+const UPGRADE_TASK_CUTS: u32 = 2;
+
+/// What a power cut interrupted, by the boot it cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum CutPhase {
+    /// The operator's `k8r-node upgrade --reinstall` on the working root:
+    /// download, image-slot write, verification, the reinstall request.
+    UpgradeTask,
+    /// `k8r-node reinstall` on the working root: the request and reboot.
+    ReinstallRequest,
+    /// The image root as PID 1: the copy to working, boot files, the trial.
+    ReinstallCopy,
+    /// The trial boot of the new working root, before or after its commit.
+    Trial,
+    /// A normal boot of the working root while a reinstall record remains.
+    Working,
+}
+
+impl CutPhase {
+    /// Where in a boot of this phase a cut may land: the whole of what the
+    /// phase does (a reinstall boot copies within ~35 s of power-on, a trial
+    /// boot commits after a login).
+    fn window(self) -> std::ops::Range<Duration> {
+        let s = Duration::from_secs;
+        match self {
+            CutPhase::UpgradeTask => s(2)..s(45),
+            CutPhase::ReinstallRequest => s(1)..s(20),
+            CutPhase::ReinstallCopy => s(1)..s(35),
+            CutPhase::Trial | CutPhase::Working => s(1)..s(75),
+        }
+    }
+
+    fn of_boot(sel: &BootSelection) -> CutPhase {
+        if sel.tryboot {
+            CutPhase::Trial
+        } else if sel.cmdline.get(MODE_ARG) == Some(MODE_REINSTALL) {
+            CutPhase::ReinstallCopy
+        } else {
+            CutPhase::Working
+        }
+    }
+}
+
+/// Power cuts at seeded random points over an upgrade and reinstalls. The
+/// first flows cut the upgrade task itself; then an upgrade and reinstalls
+/// are cut in every boot they take (the request, the image root's copy, the
+/// trial of the new root), up to [`CUTS_PER_FLOW`] times. Every power-on
+/// must be bootable by the firmware model, and after every flow the node
+/// must converge to a login on a healthy node with its data unchanged.
 fn power_cuts(ctx: &mut Ctx) -> anyhow::Result<()> {
     let arch = ctx.arch();
     let (_, inst) = node(ctx, Release::V1)?;
@@ -494,6 +549,7 @@ fn power_cuts(ctx: &mut Ctx) -> anyhow::Result<()> {
     let mut sh = Shell::attach(&run, line_timeout(arch))?;
     settled(ctx, &mut sh)?;
     let sum = precious(&mut sh)?;
+    let mut tally = std::collections::BTreeMap::<CutPhase, u32>::new();
     let mut cuts = 0;
     let mut flows = 0;
     loop {
@@ -503,29 +559,45 @@ fn power_cuts(ctx: &mut Ctx) -> anyhow::Result<()> {
             break;
         }
         flows += 1;
-        let command = if done { "k8r-node reinstall" } else { "k8r-node upgrade --reinstall" };
+        let (command, first) = if done {
+            ("k8r-node reinstall", Some(CutPhase::ReinstallRequest))
+        } else if flows <= UPGRADE_TASK_CUTS {
+            ("k8r-node upgrade --reinstall", Some(CutPhase::UpgradeTask))
+        } else {
+            // This upgrade runs to its reboot; its reinstall boots are cut.
+            ("k8r-node upgrade --reinstall", None)
+        };
         ctx.log(&format!("flow {flows}: `{command}` ({cuts} cuts so far)"));
         run.send(&format!("{command}\n"))?;
-        // Up to 4 cuts per flow, so one flow never loses more than 4 boots.
+        let mut phase = first;
         let mut current = Some(run);
-        for _ in 0..4 {
-            let Some(r) = current.take() else { break };
-            let at = ctx.cut_point(&format!("flow {flows}"), Duration::from_secs(1)..Duration::from_secs(50));
+        let mut flow_cuts = 0;
+        while let Some(r) = current.take() {
+            let at = match phase {
+                Some(p) => ctx.cut_point(&format!("flow {flows} {p:?}"), p.window()),
+                None => line_timeout(arch) * 4,
+            };
             match r.wait_for("@@never-printed@@", at) {
-                Err(k8r_tests::vm::qemu::WaitError::Ended { .. }) => ctx.log("the boot ended before its cut"),
+                Err(k8r_tests::vm::qemu::WaitError::Ended { .. }) => {
+                    ctx.log("the boot ended by itself before its cut");
+                }
                 _ => {
                     let out = r.kill()?;
-                    if out.exit == Exit::Killed {
+                    if let (Exit::Killed, Some(p)) = (out.exit, phase) {
                         cuts += 1;
+                        flow_cuts += 1;
+                        *tally.entry(p).or_default() += 1;
                     }
                 }
             }
-            // The next power-on: must be bootable; cut it too (if it is part of the flow).
+            // The next power-on must be bootable; it is cut too while the
+            // flow goes on (a reinstall record is on the config partition).
             let in_flow = disk::config_read(disk, k8r_core::configpart::REINSTALL_RECORD)?.is_some();
-            if !in_flow {
+            if !in_flow || flow_cuts >= CUTS_PER_FLOW {
                 break;
             }
             let mut m = ctx.power_on(disk)?;
+            phase = Some(CutPhase::of_boot(selection(&m)?));
             m.timeout = line_timeout(arch) * 4;
             m.net = Some(fwd);
             current = Some(m.start()?);
@@ -538,8 +610,12 @@ fn power_cuts(ctx: &mut Ctx) -> anyhow::Result<()> {
         precious_again(&mut sh, &sum)?;
     }
     power_off(ctx, run)?;
-    ctx.note(format!("{cuts} power cuts over {flows} flows"));
+    let by_phase: Vec<String> = tally.iter().map(|(p, n)| format!("{p:?} {n}")).collect();
+    ctx.note(format!("{cuts} power cuts over {flows} flows: {}", by_phase.join(", ")));
     ensure!(cuts >= MIN_CUTS, "only {cuts} cuts");
+    for p in [CutPhase::UpgradeTask, CutPhase::ReinstallCopy, CutPhase::Trial] {
+        ensure!(tally.contains_key(&p), "no cut landed in {p:?}: {by_phase:?}");
+    }
     let r = report(disk)?;
     ensure!(r["ok"] == true, "report: {r:#}");
     for role in [Role::Working, Role::Image, Role::Data] {
