@@ -32,23 +32,13 @@ ssh-authorized-keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAT2Asg9/s33hR+cdD6z
 [layout]
 data = "64MiB"
 {layout}
-[components]
-dir = "{}"
-[components.crictl]
-version = "1.33.0"
-[components.containerd]
-version = "2.1.5"
-[components.runc]
-version = "1.3.3"
-[components.cni-plugins]
-version = "1.7.1"
-[output]
+{}[output]
 level = 1
 block-size = "4MiB"
 {extra}
 "#,
         vendor.display(),
-        comps.display()
+        k8r_tests::fixtures::components_toml(&comps)
     );
     let path = dir.join("cluster.toml");
     std::fs::write(&path, text).expect("write config");

@@ -846,6 +846,26 @@ pub fn component_set(arch: Arch) -> anyhow::Result<PathBuf> {
     FixtureCache::from_env()?.component_set(arch)
 }
 
+/// The `[components]` table of a cluster config that builds from the
+/// component set in `dir` ([`component_set`]): the directory and the
+/// versions the set's files are named for.
+pub fn components_toml(dir: &Path) -> String {
+    format!(
+        r#"[components]
+dir = "{}"
+[components.crictl]
+version = "1.33.0"
+[components.containerd]
+version = "2.1.5"
+[components.runc]
+version = "1.3.3"
+[components.cni-plugins]
+version = "1.7.1"
+"#,
+        dir.display()
+    )
+}
+
 /// The `(sha256, file name)` lines of a component set's [`COMPONENT_SUMS`].
 pub fn component_sums(dir: &Path) -> anyhow::Result<Vec<(Sha256, String)>> {
     let path = dir.join(COMPONENT_SUMS);

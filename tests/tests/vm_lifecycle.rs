@@ -390,17 +390,35 @@ fn first_boot(ctx: &mut Ctx) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A v1 node at a login: settled, healthy, a file written on its data
+/// partition. The guest reaches `serve` over HTTP (default: its own
+/// release's artifacts).
+struct Booted {
+    inst: Instance,
+    server: k8r_tests::faultserver::FaultServer,
+    fwd: k8r_tests::vm::qemu::GuestFwd,
+    run: Running,
+    /// sha256 of the file on data, as the guest computed it.
+    precious: String,
+}
+
+fn settled_node(ctx: &mut Ctx, serve: Option<&Path>) -> anyhow::Result<Booted> {
+    let (_, inst) = node(ctx, Release::V1)?;
+    let (server, fwd) = ctx.serve(serve.unwrap_or(&inst.images))?;
+    let run = boot_to_login(ctx, &inst.disk, Some(fwd), 1)?;
+    let mut sh = Shell::attach(&run, line_timeout(ctx.arch()))?;
+    settled(ctx, &mut sh)?;
+    let precious = precious(&mut sh)?;
+    drop(sh);
+    Ok(Booted { inst, server, fwd, run, precious })
+}
+
 fn upgrade(ctx: &mut Ctx) -> anyhow::Result<()> {
     let arch = ctx.arch();
-    let (_, inst) = node(ctx, Release::V1)?;
     let v2 = golden_image(arch, Release::V2)?;
     let two = v2.instantiate(&ctx.dir().join("v2"))?;
+    let Booted { inst, server, fwd, run, precious: sum } = settled_node(ctx, Some(&two.images))?;
     let disk = &inst.disk;
-    let (server, fwd) = ctx.serve(&two.images)?;
-    let run = boot_to_login(ctx, disk, Some(fwd), 1)?;
-    let mut sh = Shell::attach(&run, line_timeout(arch))?;
-    settled(ctx, &mut sh)?;
-    let sum = precious(&mut sh)?;
     until_reboot(ctx, run, "k8r-node upgrade --reinstall")?;
     ensure!(server.requests().iter().any(|r| r.path.ends_with("image.img.zst")), "{:?}", server.requests());
     // The image slot holds v2 before anything else changes.
@@ -430,13 +448,8 @@ fn upgrade(ctx: &mut Ctx) -> anyhow::Result<()> {
 
 fn refresh(ctx: &mut Ctx) -> anyhow::Result<()> {
     let arch = ctx.arch();
-    let (_, inst) = node(ctx, Release::V1)?;
+    let Booted { inst, server: _server, fwd, run, precious: sum } = settled_node(ctx, None)?;
     let disk = &inst.disk;
-    let (_server, fwd) = ctx.serve(&inst.images)?;
-    let run = boot_to_login(ctx, disk, Some(fwd), 1)?;
-    let mut sh = Shell::attach(&run, line_timeout(arch))?;
-    settled(ctx, &mut sh)?;
-    let sum = precious(&mut sh)?;
     // Break the working root for good: no /usr/bin (merged /usr: no /bin
     // either). The operator's copy of k8r-node still asks for the refresh.
     until_reboot(ctx, run, "cp /usr/bin/k8r-node /root/k8r-node && rm -rf /usr/bin; /root/k8r-node reinstall")?;
@@ -456,13 +469,9 @@ fn refresh(ctx: &mut Ctx) -> anyhow::Result<()> {
 
 fn wipe(ctx: &mut Ctx) -> anyhow::Result<()> {
     let arch = ctx.arch();
-    let (_, inst) = node(ctx, Release::V1)?;
+    let Booted { inst, server: _server, fwd, run, .. } = settled_node(ctx, None)?;
     let disk = &inst.disk;
-    let (_server, fwd) = ctx.serve(&inst.images)?;
-    let run = boot_to_login(ctx, disk, Some(fwd), 1)?;
     let mut sh = Shell::attach(&run, line_timeout(arch))?;
-    settled(ctx, &mut sh)?;
-    precious(&mut sh)?;
     let uid = sh.check("sha256sum /etc/kubernetes/pki/ca.crt", Duration::from_secs(30))?;
     until_reboot(ctx, run, "k8r-node wipe --yes")?;
     let run = boot_to_login(ctx, disk, Some(fwd), 3)?;
@@ -540,15 +549,10 @@ impl CutPhase {
 /// must converge to a login on a healthy node with its data unchanged.
 fn power_cuts(ctx: &mut Ctx) -> anyhow::Result<()> {
     let arch = ctx.arch();
-    let (_, inst) = node(ctx, Release::V1)?;
     let v2 = golden_image(arch, Release::V2)?;
     let two = v2.instantiate(&ctx.dir().join("v2"))?;
+    let Booted { inst, server: _server, fwd, mut run, precious: sum } = settled_node(ctx, Some(&two.images))?;
     let disk = &inst.disk;
-    let (_server, fwd) = ctx.serve(&two.images)?;
-    let mut run = boot_to_login(ctx, disk, Some(fwd), 1)?;
-    let mut sh = Shell::attach(&run, line_timeout(arch))?;
-    settled(ctx, &mut sh)?;
-    let sum = precious(&mut sh)?;
     let mut tally = std::collections::BTreeMap::<CutPhase, u32>::new();
     let mut cuts = 0;
     let mut flows = 0;

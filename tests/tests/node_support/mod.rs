@@ -142,23 +142,13 @@ boot = "64MiB"
 working = "256MiB"
 image = "256MiB"
 data = "64MiB"
-[components]
-dir = "{comps}"
-[components.crictl]
-version = "1.33.0"
-[components.containerd]
-version = "2.1.5"
-[components.runc]
-version = "1.3.3"
-[components.cni-plugins]
-version = "1.7.1"
-[output]
+{comps}[output]
 level = 1
 block-size = "1MiB"
 {extra}
 "#,
         vendor = vendor.display(),
-        comps = comps.display(),
+        comps = k8r_tests::fixtures::components_toml(&comps),
     );
     let cfg = dir.join("cluster.toml");
     std::fs::write(&cfg, text)?;
