@@ -16,7 +16,8 @@
 //! * [`io`], [`compress`]: streaming adapters, multi-threaded xz and zstd.
 //! * [`http`]: resumable, retrying downloads.
 //! * [`platform`]: distribution, architecture and init of a root filesystem.
-//! * [`bmap`]: bmaptool-compatible block maps of sparse images.
+//! * [`bmap`]: bmaptool-compatible block maps of sparse images;
+//!   [`hostdisk`]: whether a disk is safe to overwrite (mounted? the host's own?).
 //! * [`cmd`]: the one way k8r runs subprocesses.
 
 pub mod blockdev;
@@ -30,6 +31,7 @@ pub mod configpart;
 pub mod disk;
 pub mod ext4;
 pub mod fat;
+pub mod hostdisk;
 pub mod http;
 pub mod io;
 pub mod kube;
