@@ -33,11 +33,40 @@ pub enum Command {
     /// Write a node's seed (hostname, role, join, SSH keys) onto a golden
     /// image file or a flashed card.
     Seed(SeedArgs),
+    /// Write an image to a card, a disk or an image file: only the blocks its
+    /// bmap maps, each verified by reading it back.
+    Flash(FlashArgs),
     /// Make a minisign key pair for signing upgrades (`k8r build --sign`).
     Keygen(KeygenArgs),
     /// Work with cluster configs.
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+/// `k8r flash`.
+#[derive(Debug, Args)]
+pub struct FlashArgs {
+    /// The image: a file or an http(s):// URL; .img, .img.xz or .img.zst.
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+    /// The card's block device (/dev/sdX, /dev/mmcblkN) or an image file.
+    #[arg(value_name = "DEVICE")]
+    pub target: PathBuf,
+    /// The block map (file or URL); by default the .bmap beside the image.
+    #[arg(long, value_name = "BMAP", conflicts_with = "no_bmap")]
+    pub bmap: Option<String>,
+    /// Write every byte of the image, without a block map.
+    #[arg(long)]
+    pub no_bmap: bool,
+    /// Write a disk that is not removable (an internal or USB-SATA drive).
+    #[arg(long)]
+    pub force: bool,
+    /// Do not ask before overwriting a device (for scripts).
+    #[arg(long, short)]
+    pub yes: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `k8r seed`.
@@ -191,6 +220,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plan(a) => plan(a),
         Command::Inspect(a) => inspect(a),
         Command::Seed(a) => seed(a),
+        Command::Flash(a) => flash(a),
         Command::Keygen(a) => keygen(a),
         Command::Config(ConfigCommand::Import(a)) => import(a),
         Command::Config(ConfigCommand::Check(a)) => check(a),
@@ -227,6 +257,63 @@ fn build(a: BuildArgs) -> anyhow::Result<()> {
     for f in &report.files {
         println!("  {}", f.display());
     }
+    Ok(())
+}
+
+fn flash(a: FlashArgs) -> anyhow::Result<()> {
+    use crate::flash::{human, TargetKind};
+    use std::io::IsTerminal;
+    let opts = crate::flash::FlashOptions {
+        image: a.image,
+        target: a.target,
+        bmap: a.bmap,
+        no_bmap: a.no_bmap,
+        force: a.force,
+    };
+    let plan = crate::flash::plan(&opts)?;
+    let what = match &plan.bytes_to_write() {
+        Some(n) => format!("{} of {}", human(*n), plan.source),
+        None => plan.source.to_string(),
+    };
+    if let TargetKind::BlockDevice { disk, size, removable } = &plan.kind {
+        let kind = if *removable { "removable" } else { "NOT removable" };
+        eprintln!(
+            "about to write {what} to {} ({disk}, {}, {kind}); everything on it will be lost",
+            plan.target.display(),
+            human(*size)
+        );
+        if !a.yes {
+            anyhow::ensure!(
+                std::io::stdin().is_terminal(),
+                "not writing {} without confirmation: pass --yes",
+                plan.target.display()
+            );
+            eprint!("continue? [y/N] ");
+            let mut answer = String::new();
+            std::io::stdin().read_line(&mut answer).context("reading the answer")?;
+            anyhow::ensure!(
+                matches!(answer.trim(), "y" | "Y" | "yes"),
+                "not writing {}: not confirmed",
+                plan.target.display()
+            );
+        }
+    }
+    let report = crate::flash::flash(&plan)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "flashed {} to {}: wrote {} of {} ({}), verified {} by reading it back, in {:.1} s + {:.1} s",
+        report.image,
+        report.target.display(),
+        human(report.bytes_written),
+        human(report.image_size),
+        report.bmap.as_deref().map_or("no bmap".to_string(), |b| format!("bmap {b}")),
+        human(report.bytes_verified),
+        report.write_seconds,
+        report.verify_seconds
+    );
     Ok(())
 }
 

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod components;
 pub mod estimate;
 pub mod fetch;
+pub mod flash;
 pub mod golden;
 pub mod inspect;
 pub mod layout;

@@ -328,8 +328,7 @@ bogus line without separator
             link(&dir, &format!("dev/block/{num}"));
             link(&dir, &format!("class/block/{disk}"));
         }
-        for (part, disk, num) in [("sdb1", "sdb", "8:17"), ("sdd1", "sdd", "8:49"), ("mmcblk0p1", "mmcblk0", "179:1")]
-        {
+        for (part, disk, num) in [("sdb1", "sdb", "8:17"), ("sdd1", "sdd", "8:49"), ("mmcblk0p1", "mmcblk0", "179:1")] {
             let dir = format!("devices/{disk}/{part}");
             mk(&format!("{dir}/slaves"));
             put(&format!("{dir}/partition"), "1");
@@ -359,7 +358,8 @@ bogus line without separator
 
     #[test]
     fn parses_swaps() {
-        let text = "Filename\tType\tSize\tUsed\tPriority\n/dev/sdc2  partition\t100\t0\t-2\n/swap\\040file file 1 0 -3\n";
+        let text =
+            "Filename\tType\tSize\tUsed\tPriority\n/dev/sdc2  partition\t100\t0\t-2\n/swap\\040file file 1 0 -3\n";
         assert_eq!(parse_swaps(text), ["/dev/sdc2", "/swap file"]);
     }
 
