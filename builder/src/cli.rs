@@ -36,6 +36,9 @@ pub enum Command {
     /// Write an image to a card, a disk or an image file: only the blocks its
     /// bmap maps, each verified by reading it back.
     Flash(FlashArgs),
+    /// Serve a directory of upgrade artifacts over HTTP (Range, ETag, a JSON
+    /// list of versions) until SIGINT or SIGTERM.
+    Serve(ServeArgs),
     /// Make a minisign key pair for signing upgrades (`k8r build --sign`).
     Keygen(KeygenArgs),
     /// Work with cluster configs.
@@ -67,6 +70,18 @@ pub struct FlashArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `k8r serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The directory to serve (the build's output directory, or one holding
+    /// a directory per version).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Address and port to listen on (0.0.0.0:8080 for the whole network).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
+    pub addr: std::net::SocketAddr,
 }
 
 /// `k8r seed`.
@@ -221,6 +236,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(a) => inspect(a),
         Command::Seed(a) => seed(a),
         Command::Flash(a) => flash(a),
+        Command::Serve(a) => serve(a),
         Command::Keygen(a) => keygen(a),
         Command::Config(ConfigCommand::Import(a)) => import(a),
         Command::Config(ConfigCommand::Check(a)) => check(a),
@@ -315,6 +331,26 @@ fn flash(a: FlashArgs) -> anyhow::Result<()> {
         report.verify_seconds
     );
     Ok(())
+}
+
+fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    use nix::sys::signal::{SigSet, Signal};
+    // Block SIGINT/SIGTERM in every thread (the server's inherit the mask);
+    // one thread waits for them and stops the server gracefully.
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGINT);
+    signals.add(Signal::SIGTERM);
+    signals.thread_block().context("blocking SIGINT and SIGTERM")?;
+    let server = crate::serve::Server::bind(&crate::serve::ServeOptions { dir: a.dir.clone(), addr: a.addr })?;
+    let stopper = server.stopper();
+    std::thread::spawn(move || {
+        if let Ok(sig) = signals.wait() {
+            tracing::info!("{sig}: finishing the responses in flight, then stopping");
+            stopper.stop();
+        }
+    });
+    eprintln!("serving {} on http://{}", a.dir.display(), server.local_addr());
+    server.run()
 }
 
 fn keygen(a: KeygenArgs) -> anyhow::Result<()> {

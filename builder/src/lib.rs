@@ -16,5 +16,6 @@ pub mod logging;
 pub mod node_binary;
 pub mod secrets;
 pub mod seed;
+pub mod serve;
 pub mod signing;
 pub mod vendor;
