@@ -44,6 +44,26 @@ pub enum Command {
     /// Work with cluster configs.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print the shell completion script for k8r.
+    Completions(CompletionsArgs),
+    /// Write k8r's man pages (section 1) into a directory.
+    Manpages(ManpagesArgs),
+}
+
+/// `k8r completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell (e.g. `k8r completions bash > /etc/bash_completion.d/k8r`).
+    #[arg(value_name = "SHELL")]
+    pub shell: k8r_core::clidoc::Shell,
+}
+
+/// `k8r manpages`.
+#[derive(Debug, Args)]
+pub struct ManpagesArgs {
+    /// Where to write k8r.1 and one page per subcommand (created if missing).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
 }
 
 /// `k8r flash`.
@@ -240,6 +260,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keygen(a) => keygen(a),
         Command::Config(ConfigCommand::Import(a)) => import(a),
         Command::Config(ConfigCommand::Check(a)) => check(a),
+        Command::Completions(a) => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            std::io::Write::write_all(&mut std::io::stdout(), &k8r_core::clidoc::completions(&cmd, a.shell))
+                .context("writing the completions")
+        }
+        Command::Manpages(a) => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            for p in k8r_core::clidoc::write_manpages(&cmd, "1", &a.dir)? {
+                println!("{}", p.display());
+            }
+            Ok(())
+        }
     }
 }
 

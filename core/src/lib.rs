@@ -19,12 +19,14 @@
 //! * [`bmap`]: bmaptool-compatible block maps of sparse images;
 //!   [`hostdisk`]: whether a disk is safe to overwrite (mounted? the host's own?).
 //! * [`cmd`]: the one way k8r runs subprocesses.
+//! * [`clidoc`]: shell completions and man pages from the clap definitions.
 
 pub mod blockdev;
 pub mod bmap;
 pub mod bootdisk;
 pub mod bootmodel;
 pub mod boottree;
+pub mod clidoc;
 pub mod cmd;
 pub mod compress;
 pub mod configpart;
