@@ -266,9 +266,11 @@ impl HostView {
     pub fn assess(&self, dev: DevNum) -> anyhow::Result<Assessment> {
         let name = self.name_of(dev).with_context(|| format!("block device {dev} is not in {}", self.sys.display()))?;
         let disk = self.whole_disk(&name);
-        let dir = self.class(&disk);
-        let size = self.read_u64(dir.join("size")).with_context(|| format!("reading the size of {disk}"))? * 512;
-        let removable = self.read_u64(dir.join("removable")) == Some(1);
+        // The size of what is written (a partition's, if one is the target);
+        // removable is a property of the whole disk.
+        let size =
+            self.read_u64(self.class(&name).join("size")).with_context(|| format!("reading the size of {name}"))? * 512;
+        let removable = self.read_u64(self.class(&disk).join("removable")) == Some(1);
         let mut in_use = Vec::new();
         let mut host_mounts = Vec::new();
         for m in parse_mountinfo(&self.mountinfo) {
@@ -332,6 +334,7 @@ bogus line without separator
             let dir = format!("devices/{disk}/{part}");
             mk(&format!("{dir}/slaves"));
             put(&format!("{dir}/partition"), "1");
+            put(&format!("{dir}/size"), "1024");
             link(&dir, &format!("dev/block/{num}"));
             link(&dir, &format!("class/block/{part}"));
         }
@@ -380,9 +383,10 @@ bogus line without separator
         for d in ["8:16", "8:17"] {
             let a = view(sys.path()).assess(dev(d)).expect("assess");
             assert_eq!(a.disk, "sdb");
+            assert_eq!(a.size, if d == "8:17" { 1024 * 512 } else { 31116288 * 512 }, "the target's own size");
             assert!(a.removable);
             assert_eq!(a.in_use, ["/dev/sdb1 on /media/my card"]);
-            let r = a.refusals(1 << 20, true);
+            let r = a.refusals(4096, true);
             assert_eq!(r.len(), 1, "{r:?}");
             assert_eq!(r[0].to_string(), "/dev/sdb is in use (/dev/sdb1 on /media/my card); unmount it first");
         }
