@@ -237,13 +237,18 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
         bmap: bmap_name.clone(),
     });
     steps.done("verify and map");
-    // 8. Manifest and sums, then publish.
+    // 8. Manifest, Imager repository and sums, then publish.
     std::fs::write(staging.dir.join(MANIFEST_FILE), manifest.to_json()).context("writing the manifest")?;
+    let imager = crate::artifacts::imager_repo(&manifest, cfg.upgrade.http_url.as_ref().map(|u| u.as_str()))?;
+    let imager_json = serde_json::to_string_pretty(&imager).context("rendering the Imager repository")? + "\n";
+    std::fs::write(staging.dir.join(crate::artifacts::IMAGER_FILE), imager_json)
+        .with_context(|| format!("writing {}", crate::artifacts::IMAGER_FILE))?;
     let mut names = vec![
         DISK_FILE.to_string(),
         bmap_name,
         manifest.artifacts.image.file.clone(),
         manifest.artifacts.boot.file.clone(),
+        crate::artifacts::IMAGER_FILE.to_string(),
     ];
     if let Some(key) = &opts.sign {
         sign_manifest(key, &manifest, &staging.dir, epoch)?;
@@ -367,7 +372,7 @@ pub fn rfc3339(epoch: u64) -> String {
 }
 
 /// Howard Hinnant's days-to-civil algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

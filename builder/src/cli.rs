@@ -33,11 +33,75 @@ pub enum Command {
     /// Write a node's seed (hostname, role, join, SSH keys) onto a golden
     /// image file or a flashed card.
     Seed(SeedArgs),
+    /// Write an image to a card, a disk or an image file: only the blocks its
+    /// bmap maps, each verified by reading it back.
+    Flash(FlashArgs),
+    /// Serve a directory of upgrade artifacts over HTTP (Range, ETag, a JSON
+    /// list of versions) until SIGINT or SIGTERM.
+    Serve(ServeArgs),
     /// Make a minisign key pair for signing upgrades (`k8r build --sign`).
     Keygen(KeygenArgs),
     /// Work with cluster configs.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print the shell completion script for k8r.
+    Completions(CompletionsArgs),
+    /// Write k8r's man pages (section 1) into a directory.
+    Manpages(ManpagesArgs),
+}
+
+/// `k8r completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell (e.g. `k8r completions bash > /etc/bash_completion.d/k8r`).
+    #[arg(value_name = "SHELL")]
+    pub shell: k8r_core::clidoc::Shell,
+}
+
+/// `k8r manpages`.
+#[derive(Debug, Args)]
+pub struct ManpagesArgs {
+    /// Where to write k8r.1 and one page per subcommand (created if missing).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+/// `k8r flash`.
+#[derive(Debug, Args)]
+pub struct FlashArgs {
+    /// The image: a file or an http(s):// URL; .img, .img.xz or .img.zst.
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+    /// The card's block device (/dev/sdX, /dev/mmcblkN) or an image file.
+    #[arg(value_name = "DEVICE")]
+    pub target: PathBuf,
+    /// The block map (file or URL); by default the .bmap beside the image.
+    #[arg(long, value_name = "BMAP", conflicts_with = "no_bmap")]
+    pub bmap: Option<String>,
+    /// Write every byte of the image, without a block map.
+    #[arg(long)]
+    pub no_bmap: bool,
+    /// Write a disk that is not removable (an internal or USB-SATA drive).
+    #[arg(long)]
+    pub force: bool,
+    /// Do not ask before overwriting a device (for scripts).
+    #[arg(long, short)]
+    pub yes: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `k8r serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The directory to serve (the build's output directory, or one holding
+    /// a directory per version).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Address and port to listen on (0.0.0.0:8080 for the whole network).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
+    pub addr: std::net::SocketAddr,
 }
 
 /// `k8r seed`.
@@ -191,9 +255,23 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plan(a) => plan(a),
         Command::Inspect(a) => inspect(a),
         Command::Seed(a) => seed(a),
+        Command::Flash(a) => flash(a),
+        Command::Serve(a) => serve(a),
         Command::Keygen(a) => keygen(a),
         Command::Config(ConfigCommand::Import(a)) => import(a),
         Command::Config(ConfigCommand::Check(a)) => check(a),
+        Command::Completions(a) => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            std::io::Write::write_all(&mut std::io::stdout(), &k8r_core::clidoc::completions(&cmd, a.shell))
+                .context("writing the completions")
+        }
+        Command::Manpages(a) => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            for p in k8r_core::clidoc::write_manpages(&cmd, "1", &a.dir)? {
+                println!("{}", p.display());
+            }
+            Ok(())
+        }
     }
 }
 
@@ -228,6 +306,83 @@ fn build(a: BuildArgs) -> anyhow::Result<()> {
         println!("  {}", f.display());
     }
     Ok(())
+}
+
+fn flash(a: FlashArgs) -> anyhow::Result<()> {
+    use crate::flash::{human, TargetKind};
+    use std::io::IsTerminal;
+    let opts = crate::flash::FlashOptions {
+        image: a.image,
+        target: a.target,
+        bmap: a.bmap,
+        no_bmap: a.no_bmap,
+        force: a.force,
+    };
+    let plan = crate::flash::plan(&opts)?;
+    let what = match &plan.bytes_to_write() {
+        Some(n) => format!("{} of {}", human(*n), plan.source),
+        None => plan.source.to_string(),
+    };
+    if let TargetKind::BlockDevice { disk, size, removable } = &plan.kind {
+        let kind = if *removable { "removable" } else { "NOT removable" };
+        eprintln!(
+            "about to write {what} to {} ({disk}, {}, {kind}); everything on it will be lost",
+            plan.target.display(),
+            human(*size)
+        );
+        if !a.yes {
+            anyhow::ensure!(
+                std::io::stdin().is_terminal(),
+                "not writing {} without confirmation: pass --yes",
+                plan.target.display()
+            );
+            eprint!("continue? [y/N] ");
+            let mut answer = String::new();
+            std::io::stdin().read_line(&mut answer).context("reading the answer")?;
+            anyhow::ensure!(
+                matches!(answer.trim(), "y" | "Y" | "yes"),
+                "not writing {}: not confirmed",
+                plan.target.display()
+            );
+        }
+    }
+    let report = crate::flash::flash(&plan)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "flashed {} to {}: wrote {} of {} ({}), verified {} by reading it back, in {:.1} s + {:.1} s",
+        report.image,
+        report.target.display(),
+        human(report.bytes_written),
+        human(report.image_size),
+        report.bmap.as_deref().map_or("no bmap".to_string(), |b| format!("bmap {b}")),
+        human(report.bytes_verified),
+        report.write_seconds,
+        report.verify_seconds
+    );
+    Ok(())
+}
+
+fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    use nix::sys::signal::{SigSet, Signal};
+    // Block SIGINT/SIGTERM in every thread (the server's inherit the mask);
+    // one thread waits for them and stops the server gracefully.
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGINT);
+    signals.add(Signal::SIGTERM);
+    signals.thread_block().context("blocking SIGINT and SIGTERM")?;
+    let server = crate::serve::Server::bind(&crate::serve::ServeOptions { dir: a.dir.clone(), addr: a.addr })?;
+    let stopper = server.stopper();
+    std::thread::spawn(move || {
+        if let Ok(sig) = signals.wait() {
+            tracing::info!("{sig}: finishing the responses in flight, then stopping");
+            stopper.stop();
+        }
+    });
+    eprintln!("serving {} on http://{}", a.dir.display(), server.local_addr());
+    server.run()
 }
 
 fn keygen(a: KeygenArgs) -> anyhow::Result<()> {

@@ -5,9 +5,10 @@ use tracing_subscriber::EnvFilter;
 
 /// Install the subscriber; `verbose` is the number of `-v` flags.
 pub fn init(verbose: u8) {
-    // Build steps (k8r_builder at info) show by default; -v adds the rest.
+    // Build steps (k8r_builder at info) and `k8r serve`'s access log show
+    // by default; -v adds the rest.
     let directives = match verbose {
-        0 => "warn,k8r_builder=info",
+        0 => "warn,k8r_builder=info,access=info",
         1 => "info",
         2 => "debug",
         _ => "trace",

@@ -166,6 +166,29 @@ fn check_outputs(report: &BuildReport, dir: &Path, arch: Arch) {
         k8r_builder::artifacts::sha256_file(&copy).expect("hash"),
         k8r_builder::artifacts::sha256_file(&img).expect("hash")
     );
+    // The Raspberry Pi Imager repository describes the disk image.
+    let repo: k8r_builder::artifacts::ImagerRepo = serde_json::from_str(
+        &std::fs::read_to_string(report.dir.join(k8r_builder::artifacts::IMAGER_FILE)).expect("rpi-imager.json"),
+    )
+    .expect("an Imager repository");
+    let os = &repo.os_list[0];
+    let disk_sha = k8r_builder::artifacts::sha256_file(&img).expect("hash").to_hex();
+    let disk_len = std::fs::metadata(&img).expect("disk").len();
+    assert_eq!((os.extract_size, os.extract_sha256.as_str()), (disk_len, disk_sha.as_str()));
+    assert_eq!((os.image_download_size, os.image_download_sha256.as_str()), (disk_len, disk_sha.as_str()));
+    assert_eq!(os.url, "bootable_image.img");
+    assert_eq!(os.release_date, report.manifest.created[..10]);
+    assert_eq!(os.devices.contains(&"pi4-64bit".to_string()), arch == Arch::Aarch64, "{:?}", os.devices);
+    // k8r-node's completions and man pages in the golden root.
+    for f in [
+        "/usr/share/bash-completion/completions/k8r-node",
+        "/usr/share/fish/vendor_completions.d/k8r-node.fish",
+        "/usr/share/man/man8/k8r-node.8",
+        "/usr/share/man/man8/k8r-node-upgrade.8",
+    ] {
+        let text = tool(Command::new("debugfs").args(["-R", &format!("cat {f}")]).arg(&image_part));
+        assert!(text.contains("upgrade"), "{f}: {text}");
+    }
     // xz -t, sha256sum -c.
     tool(Command::new("xz").arg("-t").arg(report.dir.join("image.img.xz")).arg(report.dir.join("boot.tar.xz")));
     tool(Command::new("sha256sum").arg("-c").arg("SHA256SUMS").current_dir(&report.dir));
@@ -214,6 +237,43 @@ fn seed_the_built_image(report: &BuildReport, dir: &Path) {
     std::fs::copy(&vendor, &copy).expect("copy");
     let err = write(&SeedOptions { target: copy, seed }).expect_err("not a k8r disk");
     assert!(format!("{err:#}").contains("is not a k8r disk"), "{err:#}");
+}
+
+/// `compression = "zstd"`: `.zst` artifacts that `zstd -t` accepts, that
+/// the node writes, and that `k8r flash` decodes.
+#[test]
+fn builds_zstd_artifacts_the_node_and_flash_decode() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let cfg = config(d, Fixture::UbuntuLike, Arch::Aarch64, "");
+    let text =
+        std::fs::read_to_string(&cfg).expect("config").replace("block-size = \"4MiB\"", "compression = \"zstd\"");
+    std::fs::write(&cfg, text).expect("config");
+    std::env::set_var("SOURCE_DATE_EPOCH", "1763700000");
+    let report = build(&BuildOptions {
+        config: cfg,
+        node_binary: Some(node_binary(Arch::Aarch64).expect("node binary")),
+        output: Some(d.join("images")),
+        ..BuildOptions::default()
+    })
+    .expect("zstd build");
+    let m = &report.manifest;
+    assert_eq!((m.artifacts.image.file.as_str(), m.artifacts.boot.file.as_str()), ("image.img.zst", "boot.tar.zst"));
+    tool(Command::new("zstd").arg("-tq").arg(report.dir.join("image.img.zst")).arg(report.dir.join("boot.tar.zst")));
+    tool(Command::new("sha256sum").arg("-c").arg("SHA256SUMS").current_dir(&report.dir));
+    write_image_like_a_node(&k8r_node::upgrade::ArtifactSource::Dir(report.dir.clone()), m, d);
+    // k8r flash: the golden root from image.img.zst (no bmap: every byte),
+    // and the disk image with its bmap.
+    let out = d.join("root.img");
+    let plan = k8r_builder::flash::plan(&k8r_builder::flash::FlashOptions {
+        image: report.dir.join("image.img.zst").display().to_string(),
+        target: out.clone(),
+        ..Default::default()
+    })
+    .expect("plan");
+    let r = k8r_builder::flash::flash(&plan).expect("flash the zstd root");
+    assert_eq!((r.image_size, r.bytes_verified), (m.artifacts.image.raw_size, m.artifacts.image.raw_size));
+    assert_eq!(k8r_builder::artifacts::sha256_file(&out).expect("hash"), m.artifacts.image.raw_sha256);
 }
 
 #[test]

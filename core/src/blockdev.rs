@@ -14,9 +14,10 @@ mod sys {
     nix::ioctl_read!(blkgetsize64, 0x12, 114, u64);
     nix::ioctl_read_bad!(blksszget, 0x1268, libc::c_int);
     nix::ioctl_none!(blkrrpart, 0x12, 95);
+    nix::ioctl_none!(blkflsbuf, 0x12, 97);
     nix::ioctl_write_ptr_bad!(blkpg_ioctl, 0x1269, super::BlkpgIoctlArg);
 }
-use sys::{blkgetsize64, blkpg_ioctl, blkrrpart, blksszget};
+use sys::{blkflsbuf, blkgetsize64, blkpg_ioctl, blkrrpart, blksszget};
 
 /// `struct blkpg_partition` from `<linux/blkpg.h>`.
 #[repr(C)]
@@ -63,6 +64,15 @@ pub fn sector_size_of(file: &File) -> io::Result<u32> {
 pub fn reread_partition_table(file: &File) -> io::Result<()> {
     // SAFETY: BLKRRPART takes no argument.
     unsafe { blkrrpart(file.as_raw_fd()) }.map_err(io::Error::from)?;
+    Ok(())
+}
+
+/// Write out and drop the kernel's cached pages of the block device open as
+/// `file` (`BLKFLSBUF`, as `blockdev --flushbufs`), so the next read comes
+/// from the device, not from memory.
+pub fn flush_buffers(file: &File) -> io::Result<()> {
+    // SAFETY: BLKFLSBUF takes no argument.
+    unsafe { blkflsbuf(file.as_raw_fd()) }.map_err(io::Error::from)?;
     Ok(())
 }
 

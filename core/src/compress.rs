@@ -52,6 +52,12 @@ const XZ_THREADING_MEMLIMIT: u64 = 256 << 20;
 /// is ever compared. 256 MiB is four times what `xz -9` needs (64 MiB).
 pub const XZ_MEMLIMIT: u64 = 256 << 20;
 
+/// The largest zstd window a stream may ask for: 2^27 = 128 MiB (what
+/// `zstd --long` uses by default). A frame declares its window size, up to
+/// 2 GiB with `--long=31`, and the decoder allocates it before any byte is
+/// checked; k8r's encoder stays within this ([`Encoder::new`]).
+pub const ZSTD_WINDOW_LOG_MAX: u32 = 27;
+
 /// A decoder for `format` over `r` using up to `threads` threads (xz only;
 /// zstd decodes faster than a disk on one core).
 pub fn decoder<'a>(
@@ -74,8 +80,9 @@ pub fn decoder<'a>(
         }
         Compression::Zstd => {
             let mut d = zstd::stream::read::Decoder::new(r)?;
-            // Accept streams made with --long=31.
-            d.window_log_max(31)?;
+            // A frame declares its window and the decoder allocates it: cap
+            // it, as XZ_MEMLIMIT caps xz dictionaries.
+            d.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
             Box::new(d)
         }
     })
@@ -155,7 +162,7 @@ impl<W: Write> Encoder<W> {
             Compression::Zstd => {
                 let mut e = zstd::stream::write::Encoder::new(w, opts.level.clamp(1, 19) as i32)?;
                 e.long_distance_matching(true)?;
-                e.window_log(27)?;
+                e.window_log(ZSTD_WINDOW_LOG_MAX)?;
                 e.multithread(opts.threads.max(1))?;
                 Encoder::Zstd(e)
             }
@@ -394,6 +401,48 @@ mod tests {
         f.write_all(&bytes).expect("write");
         let err = xz_info(&f).expect_err("a stream cannot end 2 bytes into the file");
         assert!(err.to_string().contains("xz index: truncated stream"), "{err}");
+    }
+
+    /// The window a zstd frame declares (RFC 8878 §3.1.1.1.2): the
+    /// Window_Descriptor, or the content size for a single-segment frame.
+    fn zstd_window(frame: &[u8]) -> u64 {
+        assert_eq!(&frame[..4], &[0x28, 0xb5, 0x2f, 0xfd]);
+        let fhd = frame[4];
+        assert_eq!(fhd & 0x20, 0, "a streamed frame has a window descriptor");
+        let wd = frame[5];
+        let base = 1u64 << (10 + (wd >> 3));
+        base + base / 8 * u64::from(wd & 7)
+    }
+
+    #[test]
+    fn zstd_windows_past_128_mib_are_refused_and_ours_stay_within() {
+        let data = b"k8r zstd window test\n".repeat(50_000);
+        // k8r's encoder (level 19, long mode, threads) declares at most 2^27.
+        let opts = EncodeOptions { format: Compression::Zstd, level: 19, threads: 2, block_size: 0 };
+        let mut enc = Encoder::new(Vec::new(), opts).expect("encoder");
+        enc.write_all(&data).expect("write");
+        let ours = enc.finish().expect("finish");
+        assert!(zstd_window(&ours) <= 1 << ZSTD_WINDOW_LOG_MAX, "window {}", zstd_window(&ours));
+        let decode = |bytes: &[u8]| -> io::Result<Vec<u8>> {
+            let mut out = Vec::new();
+            decoder(Compression::Zstd, bytes, 1)?.read_to_end(&mut out)?;
+            Ok(out)
+        };
+        assert_eq!(decode(&ours).expect("ours decodes"), data);
+        // A stream made with --long=28 asks for a 256 MiB window: refused
+        // before the window is allocated; 2^27 is still fine.
+        for (log, ok) in [(27u32, true), (28, false), (31, false)] {
+            let mut e = zstd::stream::write::Encoder::new(Vec::new(), 3).expect("encoder");
+            e.long_distance_matching(true).expect("ldm");
+            e.window_log(log).expect("window");
+            e.write_all(&data).expect("write");
+            let packed = e.finish().expect("finish");
+            assert_eq!(zstd_window(&packed), 1 << log);
+            match decode(&packed) {
+                Ok(out) => assert!(ok && out == data, "window 2^{log} decoded"),
+                Err(e) => assert!(!ok, "window 2^{log} refused: {e}"),
+            }
+        }
     }
 
     #[test]

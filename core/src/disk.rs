@@ -61,6 +61,44 @@ impl FileDisk {
         Ok(FileDisk { file, path: path.to_path_buf(), size, block_device: false })
     }
 
+    /// Open `path` for writing a whole image: a block device is opened with
+    /// `O_EXCL`, which the kernel refuses (EBUSY) while any of it is mounted
+    /// or otherwise claimed, and which keeps others from mounting it while
+    /// k8r writes.
+    pub fn open_exclusive(path: &Path) -> anyhow::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let meta = std::fs::metadata(path).with_context(|| format!("reading metadata of {}", path.display()))?;
+        if !meta.file_type().is_block_device() {
+            return Self::open_rw(path);
+        }
+        let file = OpenOptions::new().read(true).write(true).custom_flags(libc::O_EXCL).open(path).map_err(|e| {
+            let busy = e.raw_os_error() == Some(libc::EBUSY);
+            anyhow::Error::new(e).context(format!(
+                "opening {} exclusively{}",
+                path.display(),
+                if busy { " (it is mounted or in use)" } else { "" }
+            ))
+        })?;
+        let size = crate::blockdev::size_of(&file)
+            .with_context(|| format!("reading the size of block device {}", path.display()))?;
+        Ok(FileDisk { file, path: path.to_path_buf(), size, block_device: true })
+    }
+
+    /// Make the next reads come from the storage, not from the page cache:
+    /// after a [`Disk::sync`], `BLKFLSBUF` on a block device, and
+    /// `posix_fadvise(DONTNEED)` (which drops clean cached pages) on both
+    /// block devices and files. Used to verify what was written by reading
+    /// it back.
+    pub fn drop_cache(&self) -> anyhow::Result<()> {
+        if self.block_device {
+            crate::blockdev::flush_buffers(&self.file)
+                .with_context(|| format!("flushing the buffers of {}", self.path.display()))?;
+        }
+        nix::fcntl::posix_fadvise(&self.file, 0, 0, nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED)
+            .with_context(|| format!("dropping the cached pages of {}", self.path.display()))?;
+        Ok(())
+    }
+
     fn open_with(path: &Path, write: bool) -> anyhow::Result<Self> {
         let file = OpenOptions::new()
             .read(true)

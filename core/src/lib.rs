@@ -16,20 +16,24 @@
 //! * [`io`], [`compress`]: streaming adapters, multi-threaded xz and zstd.
 //! * [`http`]: resumable, retrying downloads.
 //! * [`platform`]: distribution, architecture and init of a root filesystem.
-//! * [`bmap`]: bmaptool-compatible block maps of sparse images.
+//! * [`bmap`]: bmaptool-compatible block maps of sparse images;
+//!   [`hostdisk`]: whether a disk is safe to overwrite (mounted? the host's own?).
 //! * [`cmd`]: the one way k8r runs subprocesses.
+//! * [`clidoc`]: shell completions and man pages from the clap definitions.
 
 pub mod blockdev;
 pub mod bmap;
 pub mod bootdisk;
 pub mod bootmodel;
 pub mod boottree;
+pub mod clidoc;
 pub mod cmd;
 pub mod compress;
 pub mod configpart;
 pub mod disk;
 pub mod ext4;
 pub mod fat;
+pub mod hostdisk;
 pub mod http;
 pub mod io;
 pub mod kube;

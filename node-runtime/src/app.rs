@@ -499,6 +499,22 @@ fn submit(node: &Node<'_>, kind: TaskKind, no_wait: bool, json: bool) -> anyhow:
 /// Run the parsed command line on `host`.
 pub fn run(cli: Cli, host: &dyn Host) -> anyhow::Result<()> {
     let command = cli.command.unwrap_or(Command::Run(crate::cli::RunArgs { once: false }));
+    // Documentation needs no node.
+    match &command {
+        Command::Completions(a) => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            return std::io::Write::write_all(&mut std::io::stdout(), &k8r_core::clidoc::completions(&cmd, a.shell))
+                .context("writing the completions");
+        }
+        Command::Manpages(a) => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            for p in k8r_core::clidoc::write_manpages(&cmd, crate::cli::MAN_SECTION, &a.dir)? {
+                println!("{}", p.display());
+            }
+            return Ok(());
+        }
+        _ => {}
+    }
     let node = Node::load(host, Mode::Service)?;
     match command {
         Command::Run(a) => service(&node, a.once),
@@ -526,6 +542,7 @@ pub fn run(cli: Cli, host: &dyn Host) -> anyhow::Result<()> {
         Command::JoinCommand(a) => join_command(&node, &a),
         Command::Tasks(a) => list_tasks(&node, &a),
         Command::Seed(a) => write_seed(&node, &a),
+        Command::Completions(_) | Command::Manpages(_) => Ok(()),
     }
 }
 

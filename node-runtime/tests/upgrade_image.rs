@@ -95,6 +95,40 @@ fn clean_write_over_http_passes_e2fsck() {
     e2fs::fsck(&target, Mode::Check, Clock::Real).expect("e2fsck -fn on the written slot");
 }
 
+/// `compression = "zstd"` builds publish `image.img.zst`: the node decodes
+/// it over HTTP and from a directory, and refuses a manifest whose
+/// compression contradicts the bytes.
+#[test]
+fn a_zstd_image_is_decoded_over_http_and_from_a_directory() {
+    use k8r_core::compress::{Compression, EncodeOptions, Encoder};
+    use std::io::Write;
+    let img = ext4_image();
+    let enc_opts = EncodeOptions { format: Compression::Zstd, level: 3, threads: 2, block_size: 0 };
+    let mut enc = Encoder::new(Vec::new(), enc_opts).expect("zstd encoder");
+    enc.write_all(&img.raw).expect("compress");
+    let zst = enc.finish().expect("finish");
+    let mut art = artifact("image.img.zst", &zst, &img.raw);
+    art.compression = Compression::Zstd;
+    let m = manifest(art, boot_placeholder());
+    let server = serve(&m, &[("image.img.zst", &zst)], Faults::default());
+    let mut disk = old_disk();
+    let report =
+        write_image(&http(&server), &m, &mut slot(&mut disk, IMAGE_SLOT), &opts(&NoProgress)).expect("http write");
+    assert_eq!(report.readback, Some(m.artifacts.image.raw_sha256));
+    assert_written(&disk, "zstd over http");
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_file(&dir.path().join("image.img.zst"), &zst);
+    let mut disk = old_disk();
+    write_image(
+        &ArtifactSource::Dir(dir.path().to_path_buf()),
+        &m,
+        &mut slot(&mut disk, IMAGE_SLOT),
+        &opts(&NoProgress),
+    )
+    .expect("dir write");
+    assert_written(&disk, "zstd from a directory");
+}
+
 #[test]
 fn clean_write_from_a_directory() {
     let m = good_manifest();

@@ -65,6 +65,18 @@ pub struct Notes {
     pub lines: Vec<String>,
 }
 
+/// k8r-node's completion scripts and man pages at the paths `distro`'s
+/// shells and `man` read: (path in the root, contents).
+pub fn node_docs(distro: k8r_config::Distro) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    use k8r_core::clidoc::{installed_files, ZshDir};
+    let zsh = match distro {
+        k8r_config::Distro::Alpine => ZshDir::SiteFunctions,
+        k8r_config::Distro::Ubuntu | k8r_config::Distro::Debian => ZshDir::VendorCompletions,
+    };
+    let cmd = <k8r_node::cli::Cli as clap::CommandFactory>::command();
+    installed_files(&cmd, k8r_node::cli::MAN_SECTION, zsh).context("rendering k8r-node's completions and man pages")
+}
+
 /// Plan the golden root edits on top of `vendor`.
 pub fn plan(mut inputs: GoldenInputs<'_>, vendor: &Ext4Fs) -> anyhow::Result<(RootEdits, Notes)> {
     let mut edits = std::mem::take(&mut inputs.extra);
@@ -82,6 +94,11 @@ pub fn plan(mut inputs: GoldenInputs<'_>, vendor: &Ext4Fs) -> anyhow::Result<(Ro
             edits.text(system::OPENRC_SCRIPT_PATH, system::openrc_script(), 0o755);
             edits.symlink(system::OPENRC_RUNLEVEL_LINK.0, system::OPENRC_RUNLEVEL_LINK.1);
         }
+    }
+    // Its completions (bash, zsh, fish) and man pages, from the same clap
+    // definitions the binary is built from.
+    for (path, contents) in node_docs(p.distro)? {
+        edits.file(&path, Content::Bytes(contents), Attrs::root(0o644));
     }
     // 2. Node config, upgrade key, release record.
     edits.text(NODE_CONFIG_PATH, NodeConfig::from_cluster(inputs.cfg, p.distro).render(), 0o644);

@@ -179,7 +179,8 @@ impl Golden {
         let disk = dest.join("disk.img");
         copy_sparse_file(&self.disk(), &disk)?;
         for name in self.artifact_names()? {
-            if name == DISK_FILE || name == format!("{DISK_FILE}.bmap") {
+            // Flashing artifacts (the disk, its bmap, the Imager repository) are not upgrade artifacts.
+            if name == DISK_FILE || name == format!("{DISK_FILE}.bmap") || name == k8r_builder::artifacts::IMAGER_FILE {
                 continue;
             }
             let (from, to) = (self.dir.join(&name), images.join(&name));
