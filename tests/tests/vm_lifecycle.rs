@@ -409,7 +409,6 @@ fn settled_node(ctx: &mut Ctx, serve: Option<&Path>) -> anyhow::Result<Booted> {
     let mut sh = Shell::attach(&run, line_timeout(ctx.arch()))?;
     settled(ctx, &mut sh)?;
     let precious = precious(&mut sh)?;
-    drop(sh);
     Ok(Booted { inst, server, fwd, run, precious })
 }
 
