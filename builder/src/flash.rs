@@ -13,12 +13,15 @@
 //!    seek on a plain file, decoded and dropped otherwise); the calling
 //!    thread writes the mapped ranges in 4 MiB aligned chunks. A range whose
 //!    input does not match the bmap stops everything with an error.
-//! 3. `fsync`, then the cached pages of the target are dropped (`BLKFLSBUF`
-//!    on a block device, `posix_fadvise(DONTNEED)` on both), so the
-//!    verification pass reads every written range back from the storage,
-//!    not from memory, and compares its sha256 with the bmap's. Without a
-//!    bmap the whole image is written and checked against the sha256 of
-//!    the bytes streamed in.
+//! 3. Verification overlaps the write: every [`VERIFY_BATCH`] bytes of
+//!    complete ranges, the writer syncs (`fdatasync`), drops the cached
+//!    pages of those ranges (`posix_fadvise(DONTNEED)`) and hands them to
+//!    [`VERIFY_THREADS`] threads that read them back from the storage, not
+//!    from memory, and compare their sha256 with the bmap's while the next
+//!    batch is written. The last batch follows the final `fsync` and a drop
+//!    of the whole target's cache (`BLKFLSBUF` on a block device). Without a
+//!    bmap the whole image is one range, checked against the sha256 of the
+//!    bytes streamed in.
 //!
 //! The block device is opened with `O_EXCL` (refused by the kernel while
 //! anything on it is mounted), after the checks and before the first write.
@@ -35,7 +38,7 @@ use k8r_core::bmap::Bmap;
 use k8r_core::compress::{self, Compression};
 use k8r_core::disk::{Disk, FileDisk};
 use k8r_core::hostdisk::{Assessment, DevNum, HostView};
-use k8r_core::io::progress::{Progress, Reporter};
+use k8r_core::io::progress::{Counter, Progress, Reporter};
 use serde::Serialize;
 use sha2::Digest;
 
@@ -54,6 +57,10 @@ const READAHEAD: u64 = 32 << 20;
 
 /// Threads that read back and hash in the verification pass.
 const VERIFY_THREADS: usize = 2;
+
+/// Complete ranges written between two syncs that hand them to the
+/// verification threads.
+const VERIFY_BATCH: u64 = 64 << 20;
 
 /// What to flash where.
 #[derive(Debug, Clone, Default)]
@@ -154,7 +161,8 @@ pub struct FlashReport {
     pub bytes_verified: u64,
     /// Seconds spent reading, writing and syncing.
     pub write_seconds: f64,
-    /// Seconds spent verifying.
+    /// Seconds the verification took after the write ended (most ranges
+    /// are verified while later ones are written).
     pub verify_seconds: f64,
 }
 
@@ -367,8 +375,16 @@ struct Expect {
 
 /// Reader → writer.
 enum Msg {
-    Data { offset: u64, buf: Vec<u8>, len: usize },
-    Done { image_size: u64, expects: Vec<Expect> },
+    Data {
+        offset: u64,
+        buf: Vec<u8>,
+        len: usize,
+    },
+    /// A range is complete: all its data was sent and matched the bmap.
+    Range(Expect),
+    Done {
+        image_size: u64,
+    },
 }
 
 /// Write and verify. The plan's checks were made by [`plan`]; the block
@@ -377,30 +393,50 @@ pub fn flash(plan: &Plan) -> anyhow::Result<FlashReport> {
     let (compression, input) = Input::open(&plan.source)?;
     let mut target = Target::open(plan)?;
     let name = plan.target.display().to_string();
-    // 1. Stream in, write out.
+    // The verification threads read through their own handle.
+    let reader = target.disk.file().try_clone().with_context(|| format!("opening {name} for the read-back"))?;
+    let checked = Counter::new(0);
+    let (verify_tx, verify_rx) = mpsc::channel::<Expect>();
+    let verify_rx = std::sync::Mutex::new(verify_rx);
     let started = Instant::now();
     let bar = Reporter::new(format!("writing {name}"), plan.bytes_to_write().unwrap_or(0));
-    let (image_size, expects, written) =
-        stream(input, plan, &mut target, &bar).with_context(|| format!("writing {} to {name}", plan.source))?;
-    bar.finish();
-    target.finish(image_size)?;
-    let write_seconds = started.elapsed().as_secs_f64();
-    tracing::info!("wrote {written} bytes to {name} in {:.1} s; verifying", write_seconds);
-    // 2. Read back from the storage and compare.
-    let started = Instant::now();
-    target.disk.drop_cache()?;
-    let verified = verify(&target.disk, &expects)?;
-    let verify_seconds = started.elapsed().as_secs_f64();
-    Ok(FlashReport {
-        image: plan.source.to_string(),
-        target: plan.target.clone(),
-        bmap: plan.bmap.as_ref().map(|(w, _)| w.clone()),
-        compression,
-        image_size,
-        bytes_written: written,
-        bytes_verified: verified,
-        write_seconds,
-        verify_seconds,
+    std::thread::scope(|s| {
+        let workers: Vec<_> =
+            (0..VERIFY_THREADS).map(|_| s.spawn(|| verify_some(&reader, &name, &verify_rx, &checked))).collect();
+        // 1. Stream in, write out; complete batches go to the verifiers.
+        let written = stream(input, plan, &mut target, &bar, &verify_tx);
+        bar.finish();
+        let result = written.with_context(|| format!("writing {} to {name}", plan.source)).and_then(
+            |(image_size, last, written)| {
+                target.finish(image_size)?;
+                let write_seconds = started.elapsed().as_secs_f64();
+                tracing::info!("wrote {written} bytes to {name} in {write_seconds:.1} s; verifying the rest");
+                // 2. The last ranges, read back from the storage.
+                target.disk.drop_cache()?;
+                for e in last {
+                    let _ = verify_tx.send(e);
+                }
+                Ok((image_size, written, write_seconds))
+            },
+        );
+        drop(verify_tx);
+        let verified = workers
+            .into_iter()
+            .map(|w| w.join().map_err(|_| anyhow::anyhow!("a verify thread panicked"))?)
+            .collect::<anyhow::Result<Vec<()>>>();
+        let (image_size, bytes_written, write_seconds) = result?;
+        verified?;
+        Ok(FlashReport {
+            image: plan.source.to_string(),
+            target: plan.target.clone(),
+            bmap: plan.bmap.as_ref().map(|(w, _)| w.clone()),
+            compression,
+            image_size,
+            bytes_written,
+            bytes_verified: checked.done(),
+            write_seconds,
+            verify_seconds: started.elapsed().as_secs_f64() - write_seconds,
+        })
     })
 }
 
@@ -430,6 +466,22 @@ impl Target {
         }
     }
 
+    /// Make the ranges in `batch` durable and drop their cached pages, so
+    /// reading them back reads the storage.
+    fn settle(&mut self, batch: &[Expect]) -> anyhow::Result<()> {
+        self.disk.file().sync_data().with_context(|| format!("syncing {}", self.disk.name()))?;
+        for e in batch {
+            nix::fcntl::posix_fadvise(
+                self.disk.file(),
+                e.offset as libc::off_t,
+                e.len as libc::off_t,
+                nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+            )
+            .with_context(|| format!("dropping the cached pages of {}", self.disk.name()))?;
+        }
+        Ok(())
+    }
+
     fn write(&mut self, buf: &[u8], offset: u64) -> anyhow::Result<()> {
         let end = offset + buf.len() as u64;
         if self.grows && end > self.disk.size() {
@@ -449,13 +501,15 @@ impl Target {
     }
 }
 
-/// Run the reader thread and write what it sends; returns the image size,
-/// what to verify, and the bytes written.
+/// Run the reader thread and write what it sends; every [`VERIFY_BATCH`]
+/// bytes of complete ranges are settled and sent to `verify`. Returns the
+/// image size, the ranges not sent yet, and the bytes written.
 fn stream(
     input: Input,
     plan: &Plan,
     target: &mut Target,
     progress: &dyn Progress,
+    verify: &mpsc::Sender<Expect>,
 ) -> anyhow::Result<(u64, Vec<Expect>, u64)> {
     let (data_tx, data_rx) = mpsc::sync_channel::<anyhow::Result<Msg>>(POOL);
     let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
@@ -471,6 +525,7 @@ fn stream(
             }
         });
         let mut written = 0u64;
+        let (mut batch, mut batch_bytes) = (Vec::new(), 0u64);
         let result = (|| loop {
             match data_rx.recv() {
                 Ok(Ok(Msg::Data { offset, buf, len })) => {
@@ -479,7 +534,18 @@ fn stream(
                     progress.inc(len as u64);
                     let _ = free_tx.send(buf);
                 }
-                Ok(Ok(Msg::Done { image_size, expects })) => return Ok((image_size, expects, written)),
+                Ok(Ok(Msg::Range(e))) => {
+                    batch_bytes += e.len;
+                    batch.push(e);
+                    if batch_bytes >= VERIFY_BATCH {
+                        target.settle(&batch)?;
+                        for e in batch.drain(..) {
+                            verify.send(e).map_err(|_| anyhow::anyhow!("the verification stopped"))?;
+                        }
+                        batch_bytes = 0;
+                    }
+                }
+                Ok(Ok(Msg::Done { image_size })) => return Ok((image_size, std::mem::take(&mut batch), written)),
                 Ok(Err(e)) => return Err(e),
                 Err(_) => bail!("the reader stopped without a result"),
             }
@@ -520,7 +586,6 @@ fn read_mapped(
     let mut scratch = vec![0u8; 1 << 20];
     let mut made = 0;
     let mut pos = 0u64;
-    let mut expects = Vec::with_capacity(bmap.ranges.len());
     // Ranges up to this index have been announced with will_need.
     let (mut announced, mut ahead) = (0usize, 0u64);
     for (i, r) in bmap.ranges.iter().enumerate() {
@@ -564,10 +629,10 @@ fn read_mapped(
                 r.sha256
             );
         }
-        expects.push(Expect { offset: start, len, sha256: got });
+        send(tx, Msg::Range(Expect { offset: start, len, sha256: got }))?;
         pos = start + len;
     }
-    send(tx, Msg::Done { image_size: bmap.image_size, expects })
+    send(tx, Msg::Done { image_size: bmap.image_size })
 }
 
 /// Stream every byte (no bmap); the digest of everything is what the
@@ -590,38 +655,30 @@ fn read_all(
         send(tx, Msg::Data { offset: pos, buf, len: n })?;
         pos += n as u64;
     }
-    let expects = vec![Expect { offset: 0, len: pos, sha256: Sha256(hash.finalize().into()) }];
-    send(tx, Msg::Done { image_size: pos, expects })
+    send(tx, Msg::Range(Expect { offset: 0, len: pos, sha256: Sha256(hash.finalize().into()) }))?;
+    send(tx, Msg::Done { image_size: pos })
 }
 
-/// Read every expected range back and compare, ranges spread over
-/// [`VERIFY_THREADS`] threads; returns the bytes checked.
-fn verify(disk: &FileDisk, expects: &[Expect]) -> anyhow::Result<u64> {
-    let total: u64 = expects.iter().map(|e| e.len).sum();
-    let bar = Reporter::new(format!("verifying {}", disk.name()), total);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        let workers: Vec<_> =
-            (0..VERIFY_THREADS).map(|_| s.spawn(|| verify_some(disk, expects, &next, &bar))).collect();
-        workers.into_iter().try_for_each(|w| w.join().map_err(|_| anyhow::anyhow!("a verify thread panicked"))?)
-    })?;
-    bar.finish();
-    Ok(total)
-}
-
-/// Verify ranges taken from `next` until none are left.
+/// Read ranges back from `disk` (named `name`) as they arrive on `next`
+/// and compare them with what was written, until the channel closes.
 fn verify_some(
-    disk: &FileDisk,
-    expects: &[Expect],
-    next: &std::sync::atomic::AtomicUsize,
-    bar: &dyn Progress,
+    disk: &File,
+    name: &str,
+    next: &std::sync::Mutex<mpsc::Receiver<Expect>>,
+    checked: &dyn Progress,
 ) -> anyhow::Result<()> {
+    use std::os::unix::fs::FileExt;
     let mut buf = vec![0u8; CHUNK];
-    while let Some(e) = expects.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
+    loop {
+        let e = match next.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => bail!("a verify thread panicked"),
+        };
+        let Ok(e) = e else { return Ok(()) };
         // Start the whole range's reads at once (large requests, not the
         // default 128 KiB read-ahead); a hint, so errors are ignored.
         let _ = nix::fcntl::posix_fadvise(
-            disk.file(),
+            disk,
             e.offset as libc::off_t,
             e.len as libc::off_t,
             nix::fcntl::PosixFadviseAdvice::POSIX_FADV_WILLNEED,
@@ -631,23 +688,21 @@ fn verify_some(
         while done < e.len {
             let n = ((e.len - done) as usize).min(CHUNK);
             disk.read_exact_at(&mut buf[..n], e.offset + done)
-                .with_context(|| format!("reading {} back at byte {}", disk.name(), e.offset + done))?;
+                .with_context(|| format!("reading {name} back at byte {}", e.offset + done))?;
             hash.update(&buf[..n]);
-            bar.inc(n as u64);
+            checked.inc(n as u64);
             done += n as u64;
         }
         let got = Sha256(hash.finalize().into());
         if got != e.sha256 {
             bail!(
-                "verification failed: bytes {}..{} of {} read back as {got}, but {} was written",
+                "verification failed: bytes {}..{} of {name} read back as {got}, but {} was written",
                 e.offset,
                 e.offset + e.len,
-                disk.name(),
                 e.sha256
             );
         }
     }
-    Ok(())
 }
 
 /// Human-readable size (`1.5 GiB`).
@@ -675,6 +730,24 @@ mod tests {
         assert_eq!(bmap_candidates("a/x.img.xz"), ["a/x.img.bmap", "a/x.bmap", "a/x.img.xz.bmap"]);
         assert_eq!(bmap_candidates("x.img"), ["x.img.bmap", "x.bmap"]);
         assert_eq!(bmap_candidates("http://h/x.raw.zst"), ["http://h/x.raw.bmap", "http://h/x.raw.zst.bmap"]);
+    }
+
+    /// The read-back names the range and both digests when the storage
+    /// does not hold what was written, and stops at the first bad range.
+    #[test]
+    fn read_back_mismatch_is_an_error() {
+        let mut f = tempfile::tempfile().expect("temp file");
+        std::io::Write::write_all(&mut f, &[7u8; 8192]).expect("write");
+        let good = Sha256(sha2::Sha256::digest([7u8; 4096]).into());
+        let (tx, rx) = mpsc::channel();
+        tx.send(Expect { offset: 0, len: 4096, sha256: good }).expect("send");
+        tx.send(Expect { offset: 4096, len: 4096, sha256: Sha256([0; 32]) }).expect("send");
+        drop(tx);
+        let checked = Counter::new(0);
+        let err = verify_some(&f, "card", &std::sync::Mutex::new(rx), &checked).expect_err("a bad range");
+        let msg = format!("{err:#}");
+        assert!(msg.contains("bytes 4096..8192 of card read back as"), "{msg}");
+        assert_eq!(checked.done(), 8192);
     }
 
     #[test]
