@@ -525,7 +525,7 @@ impl CutPhase {
         let s = Duration::from_secs;
         match self {
             CutPhase::UpgradeTask => s(2)..s(45),
-            CutPhase::ReinstallRequest => s(1)..s(20),
+            CutPhase::ReinstallRequest => s(1)..s(40),
             CutPhase::ReinstallCopy => s(1)..s(35),
             CutPhase::Trial | CutPhase::Working => s(1)..s(75),
         }
@@ -565,7 +565,11 @@ fn power_cuts(ctx: &mut Ctx) -> anyhow::Result<()> {
         }
         flows += 1;
         let (command, first) = if done {
-            ("k8r-node reinstall", Some(CutPhase::ReinstallRequest))
+            // One flow cuts the request itself; the others run it to its
+            // reboot and cut the boots after it (a cut before the request
+            // is written ends the flow after one cut and costs a full boot).
+            let cut_request = !tally.contains_key(&CutPhase::ReinstallRequest);
+            ("k8r-node reinstall", cut_request.then_some(CutPhase::ReinstallRequest))
         } else if flows <= UPGRADE_TASK_CUTS {
             ("k8r-node upgrade --reinstall", Some(CutPhase::UpgradeTask))
         } else {
