@@ -45,25 +45,9 @@ pub enum Command {
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Print the shell completion script for k8r.
-    Completions(CompletionsArgs),
+    Completions(k8r_core::clidoc::CompletionsArgs),
     /// Write k8r's man pages (section 1) into a directory.
-    Manpages(ManpagesArgs),
-}
-
-/// `k8r completions`.
-#[derive(Debug, Args)]
-pub struct CompletionsArgs {
-    /// The shell (e.g. `k8r completions bash > /etc/bash_completion.d/k8r`).
-    #[arg(value_name = "SHELL")]
-    pub shell: k8r_core::clidoc::Shell,
-}
-
-/// `k8r manpages`.
-#[derive(Debug, Args)]
-pub struct ManpagesArgs {
-    /// Where to write k8r.1 and one page per subcommand (created if missing).
-    #[arg(value_name = "DIR")]
-    pub dir: PathBuf,
+    Manpages(k8r_core::clidoc::ManpagesArgs),
 }
 
 /// `k8r flash`.

@@ -9,6 +9,22 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 pub use clap_complete::Shell;
 
+/// The arguments of a `completions` subcommand (`k8r`, `k8r-node`).
+#[derive(Debug, clap::Args)]
+pub struct CompletionsArgs {
+    /// The shell (e.g. `completions bash > /etc/bash_completion.d/NAME`).
+    #[arg(value_name = "SHELL")]
+    pub shell: Shell,
+}
+
+/// The arguments of a `manpages` subcommand (`k8r`, `k8r-node`).
+#[derive(Debug, clap::Args)]
+pub struct ManpagesArgs {
+    /// Where to write the command's page and one per subcommand (created if missing).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
 /// The completion script of `cmd` for `shell`.
 pub fn completions(cmd: &clap::Command, shell: Shell) -> Vec<u8> {
     let mut cmd = cmd.clone();

@@ -51,25 +51,9 @@ pub enum Command {
     /// service picks it up (a node waiting for join credentials joins).
     Seed(SeedArgs),
     /// Print the shell completion script for k8r-node (the golden image has them installed).
-    Completions(CompletionsArgs),
+    Completions(k8r_core::clidoc::CompletionsArgs),
     /// Write k8r-node's man pages (section 8) into a directory.
-    Manpages(ManpagesArgs),
-}
-
-/// `k8r-node completions`.
-#[derive(Debug, Args)]
-pub struct CompletionsArgs {
-    /// The shell.
-    #[arg(value_name = "SHELL")]
-    pub shell: k8r_core::clidoc::Shell,
-}
-
-/// `k8r-node manpages`.
-#[derive(Debug, Args)]
-pub struct ManpagesArgs {
-    /// Where to write k8r-node.8 and one page per subcommand (created if missing).
-    #[arg(value_name = "DIR")]
-    pub dir: PathBuf,
+    Manpages(k8r_core::clidoc::ManpagesArgs),
 }
 
 /// The section k8r-node's man pages are in (system administration).
