@@ -7,8 +7,22 @@
 /// Where the k8r-node binary lives in the root.
 pub const NODE_BINARY: &str = "/usr/bin/k8r-node";
 
-/// The systemd unit of the node agent.
+/// The systemd mount unit of an absolute path without special characters
+/// (`/var/lib/k8r` → `var-lib-k8r.mount`).
+fn mount_unit(path: &str) -> String {
+    format!("{}.mount", path.trim_start_matches('/').replace('/', "-"))
+}
+
+/// The systemd unit of the node agent. It starts after the fstab's
+/// `nofail` mounts of the data partition and its binds have run: those are
+/// not part of `local-fs.target`'s wait, and an agent that mounted them
+/// first would get a second, stacked bind from systemd.
 pub fn systemd_unit() -> String {
+    let mounts: Vec<String> = std::iter::once(k8r_config::node::DATA_MOUNT)
+        .chain(k8r_config::node::DATA_BINDS.iter().map(|(_, target, _)| *target))
+        .map(mount_unit)
+        .collect();
+    let mounts = mounts.join(" ");
     format!(
         "\
 # k8r node agent: first boot, upgrades, reinstall, Kubernetes bring-up.
@@ -17,6 +31,7 @@ pub fn systemd_unit() -> String {
 Description=k8r node agent
 Documentation=man:k8r-node(8)
 After=local-fs.target network.target
+After={mounts}
 Before=kubelet.service
 # In reinstall mode k8r-node runs as PID 1 instead; never as a service there.
 ConditionKernelCommandLine=!k8r.mode=reinstall
@@ -146,6 +161,10 @@ mod tests {
         assert!(u.contains("ExecStart=/usr/bin/k8r-node run\n"));
         assert!(u.contains("ConditionKernelCommandLine=!k8r.mode=reinstall"));
         assert!(u.contains("WantedBy=multi-user.target"));
+        assert!(
+            u.contains("After=var-lib-k8r.mount etc-kubernetes.mount var-lib-kubelet.mount var-lib-etcd.mount var-lib-containerd.mount\n"),
+            "{u}"
+        );
         assert_eq!(SYSTEMD_WANTS_LINK.1, SYSTEMD_UNIT_PATH);
     }
 
