@@ -8,6 +8,7 @@ use std::process::Command;
 use k8r_builder::build::{build, BuildOptions, BuildReport};
 use k8r_config::{Arch, Role};
 use k8r_tests::fixtures::{vendor_image, Fixture};
+use k8r_tests::tool;
 use k8r_tests::workspace::node_binary;
 
 /// A config for `fixture` in `dir`; `extra` is appended verbatim.
@@ -65,17 +66,6 @@ fn run_build_with(
         output: Some(dir.join("images")),
         ..opts
     })
-}
-
-fn tool(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e} (is the tool installed?)"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Copy one partition out of the image for tools without an offset option.

@@ -162,17 +162,7 @@ block-size = "1MiB"
     Ok(Golden { dir: report.dir.clone(), report })
 }
 
-/// Run a tool; panic with its output when it fails.
-pub fn tool(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e} (is the tool installed?)"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+pub use k8r_tests::tool;
 
 /// The partition table of an image file.
 pub fn table(img: &Path) -> ptable::PartitionTable {
