@@ -10,7 +10,7 @@ mod hash;
 mod limit;
 pub mod progress;
 
-pub use hash::{sha256_reader, HashReader, HashWriter};
+pub use hash::{sha256_disk_range, sha256_reader, HashReader, HashWriter, RangeReadError};
 pub use limit::{LimitExceeded, LimitReader};
 
 use std::io::{self, ErrorKind, Read, Write};

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use k8r_config::Sha256;
 use k8r_core::io::progress::Progress;
-use k8r_core::io::{read_full, DiskReader, HashReader, BUFFER_SIZE};
+use k8r_core::io::{read_full, BUFFER_SIZE};
 use k8r_core::manifest::Manifest;
 use k8r_core::Disk;
 
@@ -169,23 +169,14 @@ pub fn verify_slot(target: &dyn Disk, len: u64, expected: Sha256) -> Result<Sha2
             source: io::Error::other(format!("the slot is {} bytes, the manifest says {len}", target.size())),
         });
     }
-    let mut reader = HashReader::new(DiskReader::new(target, 0, len));
-    let mut buf = vec![0u8; BUFFER_SIZE];
-    loop {
-        let at = reader.count();
-        let n = read_full(&mut reader, &mut buf).map_err(|source| UpgradeError::Device {
-            target: target.name(),
-            op: "reading back",
-            offset: at,
-            source,
-        })?;
-        if n == 0 {
-            break;
-        }
-    }
-    let (actual, bytes, _) = reader.finish();
+    let actual = k8r_core::io::sha256_disk_range(target, 0, len).map_err(|e| UpgradeError::Device {
+        target: target.name(),
+        op: "reading back",
+        offset: e.at,
+        source: e.source,
+    })?;
     if actual != expected {
-        return Err(UpgradeError::SlotMismatch { target: target.name(), bytes, expected, actual });
+        return Err(UpgradeError::SlotMismatch { target: target.name(), bytes: len, expected, actual });
     }
     Ok(actual)
 }
