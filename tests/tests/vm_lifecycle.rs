@@ -28,6 +28,10 @@
 //! * `arm64-first-boot`: the cross-compiled k8r-node boots as a service in
 //!   an arm64 guest and writes its first-boot report.
 //!
+//! `upgrade`, `refresh`, `wipe` and `power-cuts` start from the node
+//! `first-boot` left when it ran and passed before them, booted once more,
+//! rather than each paying for a first boot of its own.
+//!
 //! Run one with `K8R_VM_SCENARIO=name`, repeat a seed with `K8R_VM_SEED=N`
 //! (see the runner's docs). Needs what `vm_smoke` needs, plus
 //! `make node stubs`.
@@ -43,7 +47,7 @@ use k8r_core::manifest::Manifest;
 use k8r_core::slots::{BootTarget, MODE_ARG, MODE_REINSTALL, NODE_BINARY};
 use k8r_tests::vm::disk;
 use k8r_tests::vm::firmware::set_tryboot_flag;
-use k8r_tests::vm::golden::{golden_image, Golden, Instance, Release, MARKER, STUB_VERSION_FILE};
+use k8r_tests::vm::golden::{copy_sparse_file, golden_image, Golden, Instance, Release, MARKER, STUB_VERSION_FILE};
 use k8r_tests::vm::qemu::{Exit, GuestEnd, Machine, Running};
 use k8r_tests::vm::scenario::{assert_passed, Ctx, Runner, Scenario};
 use k8r_tests::vm::shell::Shell;
@@ -63,7 +67,20 @@ const SCENARIOS: [Scenario; 8] = [
 fn lifecycle() {
     let runner = Runner::from_env().expect("K8R_VM_* settings");
     let reports = runner.run(&SCENARIOS).expect("scenario runner");
+    let _ = std::fs::remove_dir_all(settled_dir());
     assert_passed(&reports);
+}
+
+/// Where `first-boot` leaves its settled node's disk for the scenarios
+/// after it (this process only; removed when the run ends).
+fn settled_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("k8r-vm-settled-{}", std::process::id()))
+}
+
+/// The disk `first-boot` left for `arch` in this run, once it passed every
+/// check: a v1 control plane, first boot done, powered off cleanly.
+fn settled_disk(arch: Arch) -> std::path::PathBuf {
+    settled_dir().join(format!("{}.img", arch.go_arch()))
 }
 
 /// How long one console line may take (a loaded 2-core machine boots
@@ -394,6 +411,11 @@ fn first_boot(ctx: &mut Ctx) -> anyhow::Result<()> {
         .context("kubeadm init was not called")?;
     ensure!(init["exit"] == 0, "kubeadm init failed: {init:#}");
     ctx.note(format!("data {} → {} MiB", data_before.len().get() >> 20, p7.len().get() >> 20));
+    // The scenarios after this one start from this node instead of a
+    // first boot of their own (one boot each instead of a first boot's
+    // grow, kubeadm init and health checks).
+    std::fs::create_dir_all(settled_dir())?;
+    copy_sparse_file(disk, &settled_disk(arch))?;
     Ok(())
 }
 
@@ -409,8 +431,20 @@ struct Booted {
     precious: String,
 }
 
+/// A settled v1 node: `first-boot`'s disk when that scenario passed earlier
+/// in this run, else a fresh card through a first boot of its own (a
+/// scenario run alone).
 fn settled_node(ctx: &mut Ctx, serve: Option<&Path>) -> anyhow::Result<Booted> {
-    let (_, inst) = node(ctx, Release::V1)?;
+    let first = settled_disk(ctx.arch());
+    let inst = if first.is_file() {
+        // first-boot's node, powered on again: a second boot, as in a cluster.
+        let inst = golden_image(ctx.arch(), Release::V1)?.instantiate(&ctx.dir().join("node"))?;
+        copy_sparse_file(&first, &inst.disk)?;
+        ctx.note("first-boot's settled v1 node");
+        inst
+    } else {
+        node(ctx, Release::V1)?.1
+    };
     let (server, fwd) = ctx.serve(serve.unwrap_or(&inst.images))?;
     let run = boot_to_login(ctx, &inst.disk, Some(fwd), 1)?;
     let mut sh = Shell::attach(&run, line_timeout(ctx.arch()))?;
