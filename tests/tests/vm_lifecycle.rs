@@ -49,7 +49,7 @@ use k8r_tests::vm::disk;
 use k8r_tests::vm::firmware::set_tryboot_flag;
 use k8r_tests::vm::golden::{copy_sparse_file, golden_image, Golden, Instance, Release, MARKER, STUB_VERSION_FILE};
 use k8r_tests::vm::qemu::{Exit, GuestEnd, Machine, Running};
-use k8r_tests::vm::scenario::{assert_passed, Ctx, Runner, Scenario};
+use k8r_tests::vm::scenario::{assert_passed, table, Ctx, Runner, Scenario};
 use k8r_tests::vm::shell::Shell;
 
 const SCENARIOS: [Scenario; 8] = [
@@ -68,8 +68,17 @@ fn lifecycle() {
     let runner = Runner::from_env().expect("K8R_VM_* settings");
     let reports = runner.run(&SCENARIOS).expect("scenario runner");
     let _ = std::fs::remove_dir_all(settled_dir());
+    // cargo test shows a passing test's output only on request: the table
+    // also goes to a file, which `.ci/run` prints.
+    let summary = Path::new(env!("CARGO_TARGET_TMPDIR")).join(SUMMARY_FILE);
+    if let Err(e) = std::fs::write(&summary, format!("seed {}\n{}", runner.seed, table(&reports))) {
+        eprintln!("writing {}: {e}", summary.display());
+    }
     assert_passed(&reports);
 }
+
+/// The run's summary table, in cargo's `target/tmp/`.
+const SUMMARY_FILE: &str = "vm-lifecycle-summary.txt";
 
 /// Where `first-boot` leaves its settled node's disk for the scenarios
 /// after it (this process only; removed when the run ends).
