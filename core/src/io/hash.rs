@@ -169,45 +169,49 @@ mod tests {
         assert_eq!((d.to_hex().as_str(), n, v.as_slice()), (ABC, 3, &b"abc"[..]));
     }
 
-    /// A disk over a byte vector that fails reads past `fail_from`.
-    struct Bytes {
-        data: Vec<u8>,
+    /// A [`MemDisk`](crate::disk::MemDisk) whose reads past `fail_from` fail.
+    struct Failing {
+        inner: crate::disk::MemDisk,
         fail_from: u64,
     }
 
-    impl Disk for Bytes {
+    impl Disk for Failing {
         fn name(&self) -> String {
-            "bytes".into()
+            self.inner.name()
         }
         fn size(&self) -> u64 {
-            self.data.len() as u64
+            self.inner.size()
         }
         fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
             if offset + buf.len() as u64 > self.fail_from {
                 return Err(io::Error::other("medium error"));
             }
-            let at = offset as usize;
-            buf.copy_from_slice(&self.data[at..at + buf.len()]);
-            Ok(())
+            self.inner.read_exact_at(buf, offset)
         }
-        fn write_all_at(&mut self, _: &[u8], _: u64) -> io::Result<()> {
-            unreachable!("read only")
+        fn write_all_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
+            self.inner.write_all_at(buf, offset)
         }
         fn sync(&mut self) -> io::Result<()> {
-            Ok(())
+            self.inner.sync()
         }
+    }
+
+    fn failing(data: &[u8], fail_from: u64) -> Failing {
+        let mut inner = crate::disk::MemDisk::new(data.len());
+        inner.write_all_at(data, 0).expect("write");
+        Failing { inner, fail_from }
     }
 
     #[test]
     fn a_disk_range_hashes_like_its_bytes_and_names_a_failed_read() {
         let data: Vec<u8> = (0..(3 * READ_AHEAD_CHUNK + 12345)).map(|i| (i * 7 % 251) as u8).collect();
-        let disk = Bytes { data: data.clone(), fail_from: u64::MAX };
+        let disk = failing(&data, u64::MAX);
         for (offset, len) in [(0, data.len()), (5, data.len() - 5 - 17), (100, 3), (9, 0)] {
             let want = sha256_reader(&data[offset..offset + len]).expect("hash").0;
             let got = sha256_disk_range(&disk, offset as u64, len as u64).expect("range");
             assert_eq!(got, want, "{offset}+{len}");
         }
-        let bad = Bytes { data, fail_from: 2 * READ_AHEAD_CHUNK as u64 + 1 };
+        let bad = failing(&data, 2 * READ_AHEAD_CHUNK as u64 + 1);
         let err = sha256_disk_range(&bad, 0, bad.size()).expect_err("fails");
         assert_eq!((err.at, err.source.to_string().as_str()), (2 * READ_AHEAD_CHUNK as u64, "medium error"));
     }
