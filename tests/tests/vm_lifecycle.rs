@@ -447,8 +447,7 @@ fn settled_node(ctx: &mut Ctx, serve: Option<&Path>) -> anyhow::Result<Booted> {
     let first = settled_disk(ctx.arch());
     let inst = if first.is_file() {
         // first-boot's node, powered on again: a second boot, as in a cluster.
-        let inst = golden_image(ctx.arch(), Release::V1)?.instantiate(&ctx.dir().join("node"))?;
-        copy_sparse_file(&first, &inst.disk)?;
+        let inst = golden_image(ctx.arch(), Release::V1)?.instantiate_disk(&first, &ctx.dir().join("node"))?;
         ctx.note("first-boot's settled v1 node");
         inst
     } else {

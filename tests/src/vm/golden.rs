@@ -174,10 +174,16 @@ impl Golden {
     /// Copy the disk (sparse: only its data ranges are written) to
     /// `dest/disk.img` and the upgrade artifacts to `dest/images/`.
     pub fn instantiate(&self, dest: &Path) -> anyhow::Result<Instance> {
+        self.instantiate_disk(&self.disk(), dest)
+    }
+
+    /// [`Golden::instantiate`] with another disk of this release in place of
+    /// the golden one (a node that has already booted).
+    pub fn instantiate_disk(&self, disk_from: &Path, dest: &Path) -> anyhow::Result<Instance> {
         let images = dest.join("images");
         fs::create_dir_all(&images).with_context(|| format!("creating {}", images.display()))?;
         let disk = dest.join("disk.img");
-        copy_sparse_file(&self.disk(), &disk)?;
+        copy_sparse_file(disk_from, &disk)?;
         for name in self.artifact_names()? {
             // Flashing artifacts (the disk, its bmap, the Imager repository) are not upgrade artifacts.
             if name == DISK_FILE || name == format!("{DISK_FILE}.bmap") || name == k8r_builder::artifacts::IMAGER_FILE {
