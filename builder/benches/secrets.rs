@@ -8,29 +8,10 @@
 //! Knobs: `K8R_BENCH_SCAN_MIB` (bytes scanned, default 256).
 
 use std::io::Read;
-use std::path::Path;
 use std::time::Instant;
 
 use k8r_builder::secrets::{ScanReader, Scanner};
 use k8r_core::io::HashReader;
-
-/// Files under `dir` into `out` until it holds `limit` bytes.
-fn gather(dir: &Path, out: &mut Vec<u8>, limit: usize) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for e in entries.flatten() {
-        if out.len() >= limit {
-            return;
-        }
-        let Ok(meta) = e.path().symlink_metadata() else { continue };
-        if meta.is_dir() {
-            gather(&e.path(), out, limit);
-        } else if meta.is_file() {
-            if let Ok(bytes) = std::fs::read(e.path()) {
-                out.extend_from_slice(&bytes[..bytes.len().min(limit - out.len())]);
-            }
-        }
-    }
-}
 
 /// Best of three runs of `f` over `data`, in MiB/s.
 fn best(data: &[u8], mut f: impl FnMut(&[u8])) -> f64 {
@@ -51,11 +32,7 @@ fn drain(mut r: impl Read) {
 
 fn main() {
     let mib: usize = std::env::var("K8R_BENCH_SCAN_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
-    let mut data = Vec::with_capacity(mib << 20);
-    for dir in ["/usr/bin", "/usr/lib", "/usr/share/doc"] {
-        gather(Path::new(dir), &mut data, (mib << 20) * (1 + usize::from(dir != "/usr/share/doc")) / 2);
-    }
-    gather(Path::new("/usr/lib"), &mut data, mib << 20);
+    let data = k8r_tests::workspace::host_bytes(mib << 20);
     let hash = best(&data, |d| drain(HashReader::new(d)));
     let scan = best(&data, |d| {
         let mut s = Scanner::new();

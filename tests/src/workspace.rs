@@ -44,3 +44,33 @@ pub fn stub_binary(arch: Arch) -> anyhow::Result<PathBuf> {
     }
     Ok(p)
 }
+
+/// Real bytes for benchmarks: this host's binaries, libraries and
+/// documentation (`/usr/bin`, `/usr/lib`, `/usr/share/doc`), about `limit`
+/// bytes in memory, so the disk does not blur the figures.
+pub fn host_bytes(limit: usize) -> Vec<u8> {
+    let mut data = Vec::with_capacity(limit);
+    for dir in ["/usr/bin", "/usr/lib", "/usr/share/doc"] {
+        gather(std::path::Path::new(dir), &mut data, limit * (1 + usize::from(dir != "/usr/share/doc")) / 2);
+    }
+    gather(std::path::Path::new("/usr/lib"), &mut data, limit);
+    data
+}
+
+/// Files under `dir` into `out` until it holds `limit` bytes.
+fn gather(dir: &std::path::Path, out: &mut Vec<u8>, limit: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        if out.len() >= limit {
+            return;
+        }
+        let Ok(meta) = e.path().symlink_metadata() else { continue };
+        if meta.is_dir() {
+            gather(&e.path(), out, limit);
+        } else if meta.is_file() {
+            if let Ok(bytes) = std::fs::read(e.path()) {
+                out.extend_from_slice(&bytes[..bytes.len().min(limit - out.len())]);
+            }
+        }
+    }
+}
