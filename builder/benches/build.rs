@@ -10,7 +10,13 @@
 //! Goals (issue 2): ≤ 1.2× the floor, faster than the k8r-style sequence,
 //! peak RSS ≤ 512 MiB. Not a test: it prints a table.
 //!
-//! Knobs: `K8R_BENCH_BULK_MIB` (real files in the bench root, default 512).
+//! The three runs are interleaved and repeated `K8R_BENCH_RUNS` times
+//! (default 3): on a shared two-core host one run of each varies by ±5 %,
+//! as much as the differences measured; the table reports the median wall
+//! time and the highest peak RSS of each.
+//!
+//! Knobs: `K8R_BENCH_BULK_MIB` (real files in the bench root, default 512),
+//! `K8R_BENCH_RUNS` (rounds, default 3).
 
 use std::path::Path;
 use std::process::Command;
@@ -64,7 +70,6 @@ fn main() {
     let comps = k8r_tests::fixtures::component_set(Arch::X86_64).expect("component stubs");
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let out = work.join("out");
-    let _ = std::fs::remove_dir_all(&out);
     let cfg = work.join("bench.toml");
     std::fs::write(
         &cfg,
@@ -78,54 +83,85 @@ fn main() {
         ),
     )
     .expect("config");
-    // 1. k8r build.
-    let ours = measure(
-        "k8r build",
-        Command::new(env!("CARGO_BIN_EXE_k8r"))
-            .arg("build")
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--node-binary")
-            .arg(&node)
-            .arg("-o")
-            .arg(&out),
-    );
-    // 2. The floor: the same golden root through xz at the same settings.
     let golden = work.join("golden.raw");
-    sh(&format!("xz -dc {} > {}", out.join("image.img.xz").display(), golden.display()));
-    let floor = measure(
-        "xz floor",
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!("xz -T{threads} -6 --block-size=32MiB -c {} > /dev/null", golden.display())),
-    );
-    let mut runs = vec![ours, floor];
-    // 3. The k8r-style sequence (root: loop devices and mounts).
-    if nix::unistd::geteuid().is_root() {
-        runs.push(measure(
-            "k8r-style shell",
-            Command::new("bash")
-                .arg(root.join("builder/benches/k8r-style.sh"))
-                .arg(&vendor)
-                .arg(&node)
-                .arg(&comps)
-                .arg(work.join("k8r-style")),
-        ));
-    } else {
+    let rounds: usize = std::env::var("K8R_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3).max(1);
+    let root_user = nix::unistd::geteuid().is_root();
+    if !root_user {
         eprintln!("k8r-style baseline skipped: needs root (loop devices, mount)");
     }
-    report(&runs, &golden);
+    let mut rows: Vec<Vec<Run>> = Vec::new();
+    for round in 0..rounds {
+        eprintln!("round {} of {rounds}", round + 1);
+        // 1. k8r build.
+        let _ = std::fs::remove_dir_all(&out);
+        let mut runs = vec![measure(
+            "k8r build",
+            Command::new(env!("CARGO_BIN_EXE_k8r"))
+                .arg("build")
+                .arg("--config")
+                .arg(&cfg)
+                .arg("--node-binary")
+                .arg(&node)
+                .arg("-o")
+                .arg(&out),
+        )];
+        // 2. The floor: the same golden root through xz at the same settings.
+        if round == 0 {
+            sh(&format!("xz -dc {} > {}", out.join("image.img.xz").display(), golden.display()));
+        }
+        runs.push(measure(
+            "xz floor",
+            Command::new("sh")
+                .arg("-c")
+                .arg(format!("xz -T{threads} -6 --block-size=32MiB -c {} > /dev/null", golden.display())),
+        ));
+        // 3. The k8r-style sequence (root: loop devices and mounts).
+        if root_user {
+            runs.push(measure(
+                "k8r-style shell",
+                Command::new("bash")
+                    .arg(root.join("builder/benches/k8r-style.sh"))
+                    .arg(&vendor)
+                    .arg(&node)
+                    .arg(&comps)
+                    .arg(work.join("k8r-style")),
+            ));
+        }
+        rows.push(runs);
+    }
+    report(&rows, &golden);
 }
 
-fn report(runs: &[Run], golden: &Path) {
+/// The median wall time and the highest peak RSS of each run over `rows`.
+fn summarize(rows: &[Vec<Run>]) -> Vec<Run> {
+    (0..rows[0].len())
+        .map(|i| {
+            let mut walls: Vec<f64> = rows.iter().map(|r| r[i].wall).collect();
+            walls.sort_by(f64::total_cmp);
+            Run {
+                name: rows[0][i].name,
+                wall: walls[walls.len() / 2],
+                rss_mib: rows.iter().map(|r| r[i].rss_mib).fold(0.0, f64::max),
+            }
+        })
+        .collect()
+}
+
+fn report(rows: &[Vec<Run>], golden: &Path) {
+    for (i, runs) in rows.iter().enumerate() {
+        let walls: Vec<String> = runs.iter().map(|r| format!("{} {:.1} s", r.name, r.wall)).collect();
+        println!("round {}: {}", i + 1, walls.join(", "));
+    }
+    let runs = &summarize(rows);
     let floor = runs[1].wall;
     let size = std::fs::metadata(golden).map(|m| m.len()).unwrap_or(0);
     println!(
-        "\nbuilder benchmark: golden root {:.0} MiB, {} threads",
+        "\nbuilder benchmark: golden root {:.0} MiB, {} threads, {} rounds",
         size as f64 / (1 << 20) as f64,
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+        rows.len()
     );
-    println!("{:<18} {:>9} {:>9} {:>12}", "run", "wall s", "× floor", "peak RSS MiB");
+    println!("{:<18} {:>9} {:>9} {:>12}", "run", "median s", "× floor", "peak RSS MiB");
     for r in runs {
         println!("{:<18} {:>9.1} {:>9.2} {:>12.0}", r.name, r.wall, r.wall / floor, r.rss_mib);
     }
