@@ -28,6 +28,10 @@
 //! | 8 MiB (85 MiB xz)  | 13.1 s / 6.0 s / 61 MiB | 31.7 s / 12.8 s | 11.5 s / 5.8 s / 57 MiB |
 //! | 32 MiB (84 MiB xz) | 7.8 s / 5.2 s / 166 MiB | 19.6 s / 11.6 s | 6.9 s / 5.6 s / 161 MiB |
 //!
+//! On the same VM idle (2026-12-07, liblzma built with xz's configure
+//! defines, `.cargo/config.toml`), 8 MiB blocks: (a) 2.87 s / 5.11 s / 60 MiB
+//! (1.07× the floor), (b) 11.23 s / 11.95 s, (c) 2.68 s / 5.29 s / 57 MiB.
+//!
 //! Wall times move with the machine's load by ±40 % between runs; CPU
 //! seconds do not. The 64 MiB budget holds only with blocks of at most
 //! 8 MiB: with 32 MiB blocks liblzma's threaded decoder keeps a whole
