@@ -307,9 +307,10 @@ pub struct Scan {
 }
 
 /// Map the data blocks of the sparse image at `path` and hash everything:
-/// the ranges on a second thread while this one hashes the whole image (the
+/// the ranges on a second thread ([`crate::io::sha256_disk_range`]) while this one hashes the whole image (the
 /// longer, strictly sequential pass, holes fed as zeros).
 pub fn scan(path: &Path, progress: &dyn crate::io::progress::Progress) -> anyhow::Result<Scan> {
+    use std::os::unix::fs::FileExt;
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let size = file.metadata().with_context(|| format!("reading metadata of {}", path.display()))?.len();
     let bs = BMAP_BLOCK_SIZE;
@@ -325,13 +326,14 @@ pub fn scan(path: &Path, progress: &dyn crate::io::progress::Progress) -> anyhow
     let byte_range = |(first, last): (u64, u64)| (first * bs, ((last + 1) * bs).min(size));
     let (ranges, whole) = std::thread::scope(|s| {
         let ranges = s.spawn(|| -> anyhow::Result<Vec<BmapRange>> {
-            let mut buf = vec![0u8; crate::io::BUFFER_SIZE];
+            let disk = crate::disk::FileDisk::open(path)?;
             let mut ranges = Vec::with_capacity(blocks.len());
             for &(first, last) in &blocks {
                 let (start, end) = byte_range((first, last));
-                let mut h = sha2::Sha256::new();
-                hash_at(&file, path, &mut buf, start, end, |b| h.update(b))?;
-                ranges.push(BmapRange { first, last, sha256: Sha256(h.finalize().into()) });
+                let sha256 = crate::io::sha256_disk_range(&disk, start, end - start).map_err(|e| {
+                    anyhow::Error::new(e.source).context(format!("reading {} at {}", path.display(), start + e.at))
+                })?;
+                ranges.push(BmapRange { first, last, sha256 });
             }
             Ok(ranges)
         });
@@ -344,10 +346,15 @@ pub fn scan(path: &Path, progress: &dyn crate::io::progress::Progress) -> anyhow
                 let (start, end) = byte_range(block);
                 feed_zeros(&mut whole, &zeros, start - pos);
                 progress.inc(start - pos);
-                hash_at(&file, path, &mut buf, start, end, |b| {
-                    whole.update(b);
-                    progress.inc(b.len() as u64);
-                })?;
+                let mut at = start;
+                while at < end {
+                    let n = ((end - at) as usize).min(buf.len());
+                    file.read_exact_at(&mut buf[..n], at)
+                        .with_context(|| format!("reading {} at {at}", path.display()))?;
+                    whole.update(&buf[..n]);
+                    progress.inc(n as u64);
+                    at += n as u64;
+                }
                 pos = end;
             }
             feed_zeros(&mut whole, &zeros, size - pos);
@@ -358,26 +365,6 @@ pub fn scan(path: &Path, progress: &dyn crate::io::progress::Progress) -> anyhow
         (ranges, whole)
     });
     Ok(Scan { bmap: Bmap { image_size: size, block_size: bs, ranges: ranges?? }, image_sha256: whole? })
-}
-
-/// Feed the bytes `start..end` of `file` to `f` through `buf`.
-fn hash_at(
-    file: &File,
-    path: &Path,
-    buf: &mut [u8],
-    start: u64,
-    end: u64,
-    mut f: impl FnMut(&[u8]),
-) -> anyhow::Result<()> {
-    use std::os::unix::fs::FileExt;
-    let mut at = start;
-    while at < end {
-        let n = ((end - at) as usize).min(buf.len());
-        file.read_exact_at(&mut buf[..n], at).with_context(|| format!("reading {} at {at}", path.display()))?;
-        f(&buf[..n]);
-        at += n as u64;
-    }
-    Ok(())
 }
 
 fn feed_zeros(h: &mut sha2::Sha256, zeros: &[u8], mut n: u64) {
