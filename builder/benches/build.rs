@@ -22,34 +22,18 @@ use std::path::Path;
 use std::process::Command;
 
 use k8r_config::Arch;
+use k8r_tests::bench::{self, Sample};
 
-/// One measured run.
+/// One measured run of a named variant.
 struct Run {
     name: &'static str,
-    wall: f64,
-    rss_mib: f64,
+    sample: Sample,
 }
 
-/// Run `cmd` under `/usr/bin/time` and return (wall seconds, peak RSS MiB).
-fn measure(name: &'static str, cmd: &mut Command) -> Run {
-    let mut timed = Command::new("/usr/bin/time");
-    timed.args(["-f", "K8R_TIME %e %M"]).arg(cmd.get_program()).args(cmd.get_args());
-    if let Some(dir) = cmd.get_current_dir() {
-        timed.current_dir(dir);
-    }
-    for (k, v) in cmd.get_envs() {
-        if let Some(v) = v {
-            timed.env(k, v);
-        }
-    }
-    let out = timed.output().expect("/usr/bin/time (apt-get install time)");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{name} failed: {err}");
-    let line = err.lines().rev().find(|l| l.starts_with("K8R_TIME ")).expect("time output");
-    let mut f = line.split_whitespace().skip(1);
-    let wall: f64 = f.next().and_then(|v| v.parse().ok()).expect("wall");
-    let kib: f64 = f.next().and_then(|v| v.parse().ok()).expect("rss");
-    Run { name, wall, rss_mib: kib / 1024.0 }
+/// Run `cmd` under `/usr/bin/time`.
+fn measure(name: &'static str, cmd: &Command) -> Run {
+    let (sample, _) = bench::time(cmd).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+    Run { name, sample }
 }
 
 fn sh(script: &str) {
@@ -84,7 +68,7 @@ fn main() {
     )
     .expect("config");
     let golden = work.join("golden.raw");
-    let rounds: usize = std::env::var("K8R_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3).max(1);
+    let rounds = bench::rounds();
     let root_user = nix::unistd::geteuid().is_root();
     if !root_user {
         eprintln!("k8r-style baseline skipped: needs root (loop devices, mount)");
@@ -136,24 +120,19 @@ fn main() {
 fn summarize(rows: &[Vec<Run>]) -> Vec<Run> {
     (0..rows[0].len())
         .map(|i| {
-            let mut walls: Vec<f64> = rows.iter().map(|r| r[i].wall).collect();
-            walls.sort_by(f64::total_cmp);
-            Run {
-                name: rows[0][i].name,
-                wall: walls[walls.len() / 2],
-                rss_mib: rows.iter().map(|r| r[i].rss_mib).fold(0.0, f64::max),
-            }
+            let samples: Vec<Sample> = rows.iter().map(|r| r[i].sample).collect();
+            Run { name: rows[0][i].name, sample: bench::summarize(&samples) }
         })
         .collect()
 }
 
 fn report(rows: &[Vec<Run>], golden: &Path) {
     for (i, runs) in rows.iter().enumerate() {
-        let walls: Vec<String> = runs.iter().map(|r| format!("{} {:.1} s", r.name, r.wall)).collect();
+        let walls: Vec<String> = runs.iter().map(|r| format!("{} {:.1} s", r.name, r.sample.wall)).collect();
         println!("round {}: {}", i + 1, walls.join(", "));
     }
     let runs = &summarize(rows);
-    let floor = runs[1].wall;
+    let floor = runs[1].sample.wall;
     let size = std::fs::metadata(golden).map(|m| m.len()).unwrap_or(0);
     println!(
         "\nbuilder benchmark: golden root {:.0} MiB, {} threads, {} rounds",
@@ -163,15 +142,15 @@ fn report(rows: &[Vec<Run>], golden: &Path) {
     );
     println!("{:<18} {:>9} {:>9} {:>12}", "run", "median s", "× floor", "peak RSS MiB");
     for r in runs {
-        println!("{:<18} {:>9.1} {:>9.2} {:>12.0}", r.name, r.wall, r.wall / floor, r.rss_mib);
+        println!("{:<18} {:>9.1} {:>9.2} {:>12.0}", r.name, r.sample.wall, r.sample.wall / floor, r.sample.rss_mib);
     }
-    let ours = &runs[0];
+    let ours = &runs[0].sample;
     println!(
         "goals: ≤ 1.2× floor: {}; peak RSS ≤ 512 MiB: {}{}",
-        if ours.wall <= 1.2 * floor { "met" } else { "MISSED" },
-        if ours.rss_mib <= 512.0 { "met" } else { "MISSED" },
+        bench::verdict(ours.wall <= 1.2 * floor),
+        bench::verdict(ours.rss_mib <= 512.0),
         runs.get(2)
-            .map(|k| format!("; faster than k8r-style: {}", if ours.wall < k.wall { "met" } else { "MISSED" }))
+            .map(|k| format!("; faster than k8r-style: {}", bench::verdict(ours.wall < k.sample.wall)))
             .unwrap_or_default()
     );
 }

@@ -27,11 +27,12 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// One measured run.
+use k8r_tests::bench::{self, Sample};
+
+/// One measured run of a named variant.
 struct Run {
     name: String,
-    wall: f64,
-    rss_mib: f64,
+    sample: Sample,
     written: u64,
 }
 
@@ -49,18 +50,9 @@ fn drop_caches() {
 fn measure(name: &str, script: &str, dev: &str) -> Run {
     drop_caches();
     let before = sectors_written(dev);
-    let out = Command::new("/usr/bin/time")
-        .args(["-f", "K8R_TIME %e %M", "bash", "-euo", "pipefail", "-c", script])
-        .output()
-        .expect("/usr/bin/time (apt-get install time)");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{name} failed: {err}");
-    let line = err.lines().rev().find(|l| l.starts_with("K8R_TIME ")).expect("time output");
-    let mut f = line.split_whitespace().skip(1);
-    let wall: f64 = f.next().and_then(|v| v.parse().ok()).expect("wall");
-    let kib: f64 = f.next().and_then(|v| v.parse().ok()).expect("rss");
+    let (sample, _) = bench::time(&bench::bash(script)).unwrap_or_else(|e| panic!("{name}: {e:#}"));
     let written = (sectors_written(dev) - before) * 512;
-    Run { name: name.to_string(), wall, rss_mib: kib / 1024.0, written }
+    Run { name: name.to_string(), sample, written }
 }
 
 fn sh(script: &str) {
@@ -161,19 +153,14 @@ fn main() {
             format!("xz -T0 -dc {x} | dd of={d} bs=4M iflag=fullblock conv=fsync status=none"),
         ),
     ];
-    let rounds: usize = std::env::var("K8R_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3).max(1);
+    let rounds = bench::rounds();
     let samples: Vec<Vec<Run>> =
         (0..rounds).map(|_| plan.iter().map(|(n, script)| measure(n, script, &name)).collect()).collect();
     let runs: Vec<Run> = (0..plan.len())
-        .map(|j| {
-            let mut walls: Vec<f64> = samples.iter().map(|r| r[j].wall).collect();
-            walls.sort_by(f64::total_cmp);
-            Run {
-                name: plan[j].0.to_string(),
-                wall: walls[walls.len() / 2],
-                rss_mib: samples.iter().map(|r| r[j].rss_mib).fold(0.0, f64::max),
-                written: samples.iter().map(|r| r[j].written).max().unwrap_or(0),
-            }
+        .map(|j| Run {
+            name: plan[j].0.to_string(),
+            sample: bench::summarize(&samples.iter().map(|r| r[j].sample).collect::<Vec<_>>()),
+            written: samples.iter().map(|r| r[j].written).max().unwrap_or(0),
         })
         .collect();
     dev.close().expect("detach");
@@ -187,7 +174,13 @@ fn main() {
     );
     println!("{:<32} {:>8} {:>14} {:>10}", "run", "wall s", "written MiB", "peak RSS");
     for r in &runs {
-        println!("{:<32} {:>8.2} {:>14.1} {:>7.1} MiB", r.name, r.wall, r.written as f64 / (1 << 20) as f64, r.rss_mib);
+        println!(
+            "{:<32} {:>8.2} {:>14.1} {:>7.1} MiB",
+            r.name,
+            r.sample.wall,
+            r.written as f64 / (1 << 20) as f64,
+            r.sample.rss_mib
+        );
     }
     let by = |n: &str| runs.iter().find(|r| r.name == n).expect("run");
     for (ours, bmaptool, dd) in [
@@ -197,10 +190,10 @@ fn main() {
         let (o, bt, dd) = (by(ours), by(bmaptool), by(dd));
         println!(
             "{ours}: {:.2}× bmaptool (goal ≤ 1.1), {:.2}× dd (goal < 1), written {} mapped bytes (goal ≤), RSS {:.1} MiB (goal ≤ 64)",
-            o.wall / bt.wall,
-            o.wall / dd.wall,
+            o.sample.wall / bt.sample.wall,
+            o.sample.wall / dd.sample.wall,
             if o.written <= mapped { "≤" } else { ">" },
-            o.rss_mib
+            o.sample.rss_mib
         );
     }
 }

@@ -7,11 +7,16 @@
 //!   fsync, read-back), as a child process;
 //! * (b) k8r: `curl -o` to a file, `xz -t`, `xz -dc | dd of=target bs=4M`
 //!   (k8r's `update_image_partition.sh`; no digest, no sync);
-//! * (c) floor: `xz -dc -T0 > /dev/null` of the same file.
+//! * (c) floor: `xz -dc -T0 > /dev/null` of the same file;
+//! * (d) a reinstall's copy of the image slot to the working slot, used
+//!   blocks only, fsync (the `reinstall_copy` example), its bytes written
+//!   checked against the used blocks `dumpe2fs` counts (issue 3: ≤ used +
+//!   1 %) and the copy against `e2fsck -fn`;
+//! * (e) k8r's reinstall: `xz -dc image.img.xz | dd of=working` (synced).
 //!
-//! Each runs under `/usr/bin/time -f %e,%M,%U,%S` (wall seconds, peak RSS
-//! KiB, user and system CPU seconds), several times; the table shows the
-//! run with the median wall time. CPU seconds are printed too: on a shared
+//! Each runs under `/usr/bin/time` (wall seconds, peak RSS, user and system
+//! CPU seconds), interleaved, `K8R_BENCH_RUNS` times; the tables show the
+//! run with the median wall time and the highest peak RSS. CPU seconds are printed too: on a shared
 //! machine wall times stretch with the load, CPU work does not. The artifact is an ext4 image
 //! populated from this machine's `/usr` (a few hundred MiB of real files),
 //! compressed by k8r's multi-block xz encoder, generated once and cached
@@ -31,6 +36,8 @@
 //! On the same VM idle (2026-12-07, liblzma built with xz's configure
 //! defines, `.cargo/config.toml`), 8 MiB blocks: (a) 2.87 s / 5.11 s / 60 MiB
 //! (1.07× the floor), (b) 11.23 s / 11.95 s, (c) 2.68 s / 5.29 s / 57 MiB.
+//! Reinstall copy: (d) 427.0 MiB written for 427.0 MiB of used blocks in
+//! 1.45 s / 1.19 s CPU / 6 MiB, (e) 600 MiB in 5.89 s / 6.47 s CPU.
 //!
 //! Wall times move with the machine's load by ±40 % between runs; CPU
 //! seconds do not. The 64 MiB budget holds only with blocks of at most
@@ -47,6 +54,7 @@ use k8r_core::compress::{Compression, EncodeOptions, Encoder};
 use k8r_core::ext4::e2fs::{self, MkfsOptions, Target};
 use k8r_core::io::{sha256_reader, HashWriter};
 use k8r_core::manifest::{Artifact, Artifacts, Manifest, MANIFEST_FORMAT};
+use k8r_tests::bench::{self, Sample};
 use k8r_tests::faultserver::{FaultServer, Faults};
 
 /// Extra room in the target beyond the image (a partition is larger).
@@ -56,15 +64,12 @@ const OFFSET: u64 = 4 << 20;
 
 fn main() -> anyhow::Result<()> {
     let env = |name: &str, default: u64| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
-    let (mib, block_mib, threads, runs) = (
-        env("K8R_BENCH_MIB", 400),
-        env("K8R_BENCH_BLOCK_MIB", 8),
-        env("K8R_BENCH_THREADS", 2),
-        env("K8R_BENCH_RUNS", 3),
-    );
+    let (mib, block_mib, threads, runs) =
+        (env("K8R_BENCH_MIB", 400), env("K8R_BENCH_BLOCK_MIB", 8), env("K8R_BENCH_THREADS", 2), bench::rounds());
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("upgrade-bench-{mib}m-b{block_mib}"));
     let (manifest, xz_path) = artifact(&cache, mib << 20, block_mib << 20)?;
-    let example = build_example()?;
+    let upgrade = build_example("upgrade_image")?;
+    let reinstall = build_example("reinstall_copy")?;
     let image = &manifest.artifacts.image;
     println!(
         "artifact: {} MiB ext4 image ({} MiB of /usr), {} MiB xz in {block_mib} MiB blocks; {threads} decode threads; {} CPUs",
@@ -79,129 +84,137 @@ fn main() -> anyhow::Result<()> {
         ("/k8r/image.img.xz".to_string(), packed),
     ]);
     let server = FaultServer::start(files, Faults::default()).context("starting the loopback server")?;
+    // The target disk: the image slot at OFFSET, the working slot after it.
     let target = cache.join("target.img");
     let len = image.raw_size + SLACK;
-    make_target(&target, OFFSET + len)?;
+    let working = OFFSET + len;
+    make_target(&target, working + len)?;
     let download = cache.join("download.img.xz");
     let (url, base) = (server.url("/k8r/image.img.xz"), server.url("/k8r/"));
     let t = target.display().to_string();
-    let ours = vec![
-        example.display().to_string(),
-        base.clone(),
-        t.clone(),
-        OFFSET.to_string(),
-        len.to_string(),
-        threads.to_string(),
-    ];
-    let mut ours_uncached = ours.clone();
-    ours_uncached.push("--drop-cache".into());
+    let mut ours = Command::new(&upgrade);
+    ours.args([&base, &t, &OFFSET.to_string(), &len.to_string(), &threads.to_string()]);
+    let mut ours_uncached = Command::new(&upgrade);
+    ours_uncached.args(ours.get_args()).arg("--drop-cache");
     let k8r = format!(
         "curl -sSf -o {d} {url} && xz -t {d} && xz -dc {d} | dd of={t} bs=4M seek={s} oflag=seek_bytes conv=notrunc status=none",
         d = download.display(),
         s = OFFSET
     );
     let floor = format!("xz -dc -T0 {} > /dev/null", xz_path.display());
+    let copy = reinstall_copy(&reinstall, &target, len);
+    // k8r's reinstall: `unxz /image.img.xz | dd of=p3` (anchors-mission.md
+    // §1.1), synced here so both write to the disk, not the page cache.
+    let k8r_copy = format!(
+        "xz -dc {} | dd of={t} bs=4M seek={working} oflag=seek_bytes conv=notrunc,fsync status=none",
+        xz_path.display()
+    );
     let rows = [
         ("(a) k8r-node pipeline", ours),
         ("(a') same, read-back from disk", ours_uncached),
-        ("(b) k8r: curl; xz -t; xz -dc ⇒ dd", vec!["sh".into(), "-c".into(), k8r]),
-        ("(c) floor: xz -dc -T0 > /dev/null", vec!["sh".into(), "-c".into(), floor]),
+        ("(b) k8r: curl; xz -t; xz -dc ⇒ dd", bench::bash(&k8r)),
+        ("(c) floor: xz -dc -T0 > /dev/null", bench::bash(&floor)),
+        ("(d) reinstall: used blocks ⇒ working", copy),
+        ("(e) k8r reinstall: xz -dc ⇒ dd", bench::bash(&k8r_copy)),
     ];
-    println!("load average before: {}", load_average());
-    let mut results = Vec::new();
-    for (name, argv) in &rows {
-        let mut samples = Vec::new();
-        for _ in 0..runs {
-            samples.push(timed(argv).with_context(|| format!("running {name}"))?);
+    println!("load average before: {}", bench::load_average());
+    // Interleaved rounds: a burst of load on the shared host then touches
+    // every variant alike.
+    let mut samples = vec![Vec::new(); rows.len()];
+    for _ in 0..runs {
+        for ((name, cmd), row) in rows.iter().zip(&mut samples) {
+            row.push(bench::time(cmd).with_context(|| format!("running {name}"))?.0);
         }
-        samples.sort_by(|a, b| a.wall.total_cmp(&b.wall));
-        let median = samples[samples.len() / 2];
-        let max_rss = samples.iter().map(|s| s.rss_kib).max().unwrap_or(0);
-        results.push((name, Sample { rss_kib: max_rss, ..median }));
     }
-    println!("load average after: {}", load_average());
-    let (floor, k8r) = (results[3].1, results[2].1);
+    println!("load average after: {}", bench::load_average());
+    let results: Vec<Sample> = samples.iter().map(|s| bench::summarize(s)).collect();
+    let (floor, k8r) = (results[3], results[2]);
     println!("\n| variant | wall s (median of {runs}) | CPU s (user+sys) | peak RSS MiB (max) | wall × floor | k8r wall ÷ this | k8r CPU ÷ this |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
-    for (name, s) in &results {
+    for ((name, _), s) in rows.iter().zip(&results).take(4) {
         println!(
             "| {name} | {:.2} | {:.2} | {:.1} | {:.2} | {:.2} | {:.2} |",
             s.wall,
             s.cpu,
-            s.rss_kib as f64 / 1024.0,
+            s.rss_mib,
             s.wall / floor.wall,
             k8r.wall / s.wall,
             k8r.cpu / s.cpu
         );
     }
-    let (ours_wall, ours_rss) = (results[0].1.wall, results[0].1.rss_kib);
-    let (floor_wall, k8r_wall) = (floor.wall, k8r.wall);
+    let ours = results[0];
     println!(
         "\ngoals: ≤ 1.15× floor: {:.2}× {}; ≥ 2.5× faster than k8r: {:.2}× {}; peak RSS ≤ 64 MiB: {:.1} MiB {}",
-        ours_wall / floor_wall,
-        verdict(ours_wall / floor_wall <= 1.15),
-        k8r_wall / ours_wall,
-        verdict(k8r_wall / ours_wall >= 2.5),
-        ours_rss as f64 / 1024.0,
-        verdict(ours_rss <= 64 * 1024)
+        ours.wall / floor.wall,
+        bench::verdict(ours.wall / floor.wall <= 1.15),
+        k8r.wall / ours.wall,
+        bench::verdict(k8r.wall / ours.wall >= 2.5),
+        ours.rss_mib,
+        bench::verdict(ours.rss_mib <= 64.0)
+    );
+    // The last round ran k8r's dd after ours: copy once more, to count
+    // and check what a reinstall writes.
+    let (_, stdout) = bench::time(&reinstall_copy(&reinstall, &target, len))?;
+    report_reinstall(&target, len, &stdout, image.raw_size, (results[4], results[5]))
+}
+
+/// The `reinstall_copy` example's command for the image slot at `OFFSET`
+/// and the working slot after it, both `len` bytes.
+fn reinstall_copy(exe: &Path, target: &Path, len: u64) -> Command {
+    let mut cmd = Command::new(exe);
+    cmd.arg(target).args([OFFSET, len, OFFSET + len, len].map(|n| n.to_string()));
+    cmd
+}
+
+/// The reinstall rows, with the bytes written against the golden root's
+/// used blocks as `dumpe2fs` (e2fsprogs, not k8r) counts them, and
+/// `e2fsck -fn` of the copy (`copy_line`: the example's output).
+fn report_reinstall(target: &Path, len: u64, copy_line: &str, raw: u64, rows: (Sample, Sample)) -> anyhow::Result<()> {
+    let (ours, k8r) = rows;
+    let written = copy_line
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("bytes_written=")?.parse::<u64>().ok())
+        .with_context(|| format!("no bytes_written in the reinstall_copy output {copy_line:?}"))?;
+    let image = format!("{}?offset={OFFSET}", target.display());
+    let head = k8r_tests::tool(Command::new("dumpe2fs").arg("-h").arg(&image));
+    let field = |name: &str| -> anyhow::Result<u64> {
+        head.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim_start().strip_prefix(':')?.trim().parse().ok())
+            .with_context(|| format!("no {name:?} in `dumpe2fs -h {image}`"))
+    };
+    let used = (field("Block count")? - field("Free blocks")?) * field("Block size")?;
+    k8r_tests::tool(Command::new("e2fsck").arg("-fn").arg(format!("{}?offset={}", target.display(), OFFSET + len)));
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    println!("\n| reinstall copy | wall s | CPU s | peak RSS MiB | MiB written |");
+    println!("|---|---:|---:|---:|---:|");
+    for (name, s, bytes) in [("(d) k8r-node: used blocks ⇒ working", ours, written), ("(e) k8r: xz -dc ⇒ dd", k8r, raw)]
+    {
+        println!("| {name} | {:.2} | {:.2} | {:.1} | {:.1} |", s.wall, s.cpu, s.rss_mib, mib(bytes));
+    }
+    println!(
+        "\nreinstall: wrote {:.1} MiB for {:.1} MiB of used blocks (dumpe2fs), {:+.2} %; goal ≤ used + 1 %: {}; \
+         e2fsck -fn of the copy: clean; {:.2}× faster than k8r's",
+        mib(written),
+        mib(used),
+        (written as f64 / used as f64 - 1.0) * 100.0,
+        bench::verdict(written <= used + used / 100),
+        k8r.wall / ours.wall
     );
     Ok(())
 }
 
-fn verdict(ok: bool) -> &'static str {
-    if ok {
-        "met"
-    } else {
-        "NOT met"
-    }
-}
-
-/// One measured run.
-#[derive(Debug, Clone, Copy)]
-struct Sample {
-    /// Wall seconds.
-    wall: f64,
-    /// Peak resident set, KiB (the largest process of the run).
-    rss_kib: u64,
-    /// User + system CPU seconds of all its processes.
-    cpu: f64,
-}
-
-/// Run `argv` under `/usr/bin/time -f %e,%M,%U,%S`.
-fn timed(argv: &[String]) -> anyhow::Result<Sample> {
-    let out = Command::new("/usr/bin/time")
-        .arg("-f")
-        .arg("%e,%M,%U,%S")
-        .args(argv)
-        .output()
-        .context("running /usr/bin/time (install the `time` package)")?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    anyhow::ensure!(out.status.success(), "{argv:?} failed: {stderr}");
-    let last = stderr.lines().last().unwrap_or_default();
-    let fields: Vec<&str> = last.split(',').map(str::trim).collect();
-    let [wall, rss, user, sys] = fields[..] else { anyhow::bail!("unexpected time output {last:?}") };
-    Ok(Sample { wall: wall.parse()?, rss_kib: rss.parse()?, cpu: user.parse::<f64>()? + sys.parse::<f64>()? })
-}
-
-/// `/proc/loadavg`'s first three fields: how busy the shared machine was.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-/// Build the `upgrade_image` example with this bench's profile; its path.
-fn build_example() -> anyhow::Result<PathBuf> {
+/// Build example `name` with this bench's profile; its path.
+fn build_example(name: &str) -> anyhow::Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "--quiet", "--profile", "bench", "-p", "k8r-node", "--example", "upgrade_image"])
+        .args(["build", "--quiet", "--profile", "bench", "-p", "k8r-node", "--example", name])
         .status()
-        .context("building the upgrade_image example")?;
-    anyhow::ensure!(status.success(), "building the upgrade_image example failed");
+        .with_context(|| format!("building the {name} example"))?;
+    anyhow::ensure!(status.success(), "building the {name} example failed");
     // This bench runs from target/<profile dir>/deps/; examples are beside deps.
     let exe = std::env::current_exe()?;
     let dir = exe.parent().and_then(Path::parent).context("bench binary location")?;
-    Ok(dir.join("examples").join("upgrade_image"))
+    Ok(dir.join("examples").join(name))
 }
 
 /// A target file of `size` bytes holding old data where the image goes.

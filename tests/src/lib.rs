@@ -1,6 +1,7 @@
 //! Test support for k8r's end-to-end tiers: a loopback HTTP server with
 //! fault knobs, vendor-image fixtures, and the QEMU harness.
 
+pub mod bench;
 pub mod faultserver;
 pub mod fixtures;
 pub mod root;
