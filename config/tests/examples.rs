@@ -1,5 +1,6 @@
-//! Every `examples/*.toml` loads, and `k8r-migration.toml` is exactly what
-//! importing `examples/variables.cfg` produces.
+//! Every `examples/*.toml` and the VM tier's `tests/vm/golden/cluster.toml`
+//! load, and `k8r-migration.toml` is exactly what importing
+//! `examples/variables.cfg` produces.
 
 use std::path::{Path, PathBuf};
 
@@ -11,6 +12,12 @@ fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
 }
 
+/// The config the QEMU tier builds its golden images from (its paths are
+/// relative to the work directory the harness assembles, tests/vm/README.md).
+fn vm_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vm/golden/cluster.toml")
+}
+
 fn example_files() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(examples_dir())
         .expect("examples/ exists")
@@ -18,6 +25,7 @@ fn example_files() -> Vec<PathBuf> {
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
     files.sort();
+    files.push(vm_config());
     files
 }
 
@@ -27,7 +35,7 @@ fn every_example_loads_and_round_trips() {
     let names: Vec<String> =
         files.iter().map(|p| p.file_name().expect("name").to_string_lossy().into_owned()).collect();
     for want in
-        ["airgapped.toml", "alpine.toml", "calico-gpt.toml", "control-plane.toml", "k8r-migration.toml", "vm-test.toml"]
+        ["airgapped.toml", "alpine.toml", "calico-gpt.toml", "control-plane.toml", "k8r-migration.toml", "cluster.toml"]
     {
         assert!(names.iter().any(|n| n == want), "examples/{want} is missing: {names:?}");
     }
@@ -48,13 +56,17 @@ fn examples_pin_what_they_download() {
         ("control-plane.toml", Arch::Aarch64),
         ("alpine.toml", Arch::Aarch64),
         ("calico-gpt.toml", Arch::Aarch64),
-        ("vm-test.toml", Arch::X86_64),
+        ("../tests/vm/golden/cluster.toml", Arch::X86_64),
+        ("../tests/vm/golden/cluster.toml", Arch::Aarch64),
     ] {
         let c = load(name);
         for comp in Component::ALL {
             let r = c.resolve_component(comp, arch).unwrap_or_else(|e| panic!("{name}: {e}"));
             let is_url = matches!(r.location, cluster::Location::Url(_));
-            assert!(!is_url || r.sha256.is_some(), "{name}: {comp} is downloaded unpinned");
+            // Unpinned with a `components.dir`: the builder takes the local
+            // file and refuses to download an unpinned URL.
+            let pinned = r.sha256.is_some() || r.local_candidate.is_some();
+            assert!(!is_url || pinned, "{name}: {comp} is downloaded unpinned");
         }
     }
     let airgapped = load("airgapped.toml");

@@ -840,7 +840,7 @@ const COMPONENTS_SCRIPT: &str = "components.sh";
 pub const COMPONENT_SUMS: &str = "SHA256SUMS";
 
 /// The directory of stub Kubernetes components for `arch`, in the upstream
-/// file names of `examples/vm-test.toml`'s versions, made once per machine
+/// file names of the versions `tests/vm/golden/cluster.toml` pins, made once per machine
 /// by `tests/fixtures/components.sh` (see `tests/fixtures/INDEX.md`).
 pub fn component_set(arch: Arch) -> anyhow::Result<PathBuf> {
     FixtureCache::from_env()?.component_set(arch)
