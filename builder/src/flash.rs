@@ -55,6 +55,14 @@ const POOL: usize = 2;
 /// hashes.
 const READAHEAD: u64 = 32 << 20;
 
+/// xz decoder threads, at most. Each holds about three blocks (input,
+/// output, dictionary: some 25 MiB with k8r's 8 MiB blocks), so this is
+/// what keeps a flash under 64 MiB on a machine of any core count (with
+/// every core, 8 threads took 215 MiB). Two threads decode 230 MiB/s of
+/// image on this project's 2-core test host (`benches/upgrade.rs`, the
+/// floor), more than an SD card takes.
+const DECODE_THREADS: usize = 2;
+
 /// Threads that read back and hash in the verification pass.
 const VERIFY_THREADS: usize = 2;
 
@@ -304,7 +312,7 @@ enum Input {
 
 impl Input {
     fn open(source: &ImageSource) -> anyhow::Result<(Compression, Input)> {
-        let threads = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(2);
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(DECODE_THREADS) as u32);
         match source {
             ImageSource::File(p) => {
                 let mut f = File::open(p).with_context(|| format!("opening {}", p.display()))?;
