@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod faultserver;
 pub mod fixtures;
+pub mod oracle;
 pub mod root;
 pub mod vm;
 pub mod workspace;

@@ -1,58 +1,20 @@
-#![allow(dead_code)] // each test file uses a subset
+#![allow(dead_code, unused_imports)] // each test file uses a subset
 //! Helpers for the `kube_*` tests: snapshot files and the independent
-//! readers (python3's PyYAML and tomllib) the generated files are checked
-//! with.
+//! readers (python3's PyYAML and tomllib, from `k8r_tests::oracle`) the
+//! generated files are checked with.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+
+pub use k8r_tests::oracle::{pyyaml_documents, tomllib};
 
 /// Where the snapshots of `k8r_node::kube` generators live.
 pub fn snapshot_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kube_snapshots")
 }
 
-/// Compare `actual` with the snapshot file `name`. With
-/// `K8R_UPDATE_SNAPSHOTS=1` the file is (re)written instead; review the diff.
+/// Compare `actual` with the snapshot file `name` ([`k8r_tests::oracle::assert_snapshot`]).
 pub fn assert_snapshot(name: &str, actual: &str) {
-    let path = snapshot_dir().join(name);
-    if std::env::var_os("K8R_UPDATE_SNAPSHOTS").is_some() {
-        std::fs::write(&path, actual).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
-        return;
-    }
-    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!("{}: {e} (run with K8R_UPDATE_SNAPSHOTS=1 to create it, then review it)", path.display())
-    });
-    similar_asserts::assert_eq!(want, actual, "snapshot {name}");
-}
-
-/// Run a python3 program with `input` on stdin and return its stdout.
-/// Fails (never skips) when python3 or a module it imports is missing.
-pub fn python(program: &str, input: &str) -> String {
-    let mut child = Command::new("python3")
-        .args(["-c", program])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 is installed (apt-get install python3 python3-yaml)");
-    child.stdin.take().expect("stdin is piped").write_all(input.as_bytes()).expect("write to python3");
-    let out = child.wait_with_output().expect("python3 runs");
-    assert!(out.status.success(), "python3 failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).expect("python3 prints UTF-8")
-}
-
-/// Every document of a YAML stream as read by PyYAML (a YAML 1.1 reader,
-/// as go-yaml v2 under kubeadm is), as JSON.
-pub fn pyyaml_documents(yaml: &str) -> serde_json::Value {
-    let program = "import sys, json, yaml\nprint(json.dumps(list(yaml.safe_load_all(sys.stdin.read()))))";
-    serde_json::from_str(&python(program, yaml)).expect("python3 prints JSON")
-}
-
-/// A TOML file as read by python3's tomllib, as JSON.
-pub fn tomllib(toml: &str) -> serde_json::Value {
-    let program = "import sys, json, tomllib\nprint(json.dumps(tomllib.loads(sys.stdin.read())))";
-    serde_json::from_str(&python(program, toml)).expect("python3 prints JSON")
+    k8r_tests::oracle::assert_snapshot(&snapshot_dir(), name, actual)
 }
 
 /// A fixture file's path.
