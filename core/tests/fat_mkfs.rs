@@ -8,10 +8,11 @@ mod fat_support;
 use std::path::Path;
 use std::process::Command;
 
-use fat_support::{assert_fsck_clean, mcopy_all, mdir_listing, require, Image, Tree, PART_START};
+use fat_support::{assert_fsck_clean, mdir_listing, require, Image, Tree, PART_START};
 use k8r_core::cmd;
 use k8r_core::fat::{FatFs, FatType};
 use k8r_core::platform::FsRead;
+use k8r_tests::oracle::mcopy_all;
 
 const MIB: u64 = 1 << 20;
 

@@ -7,11 +7,12 @@ mod fat_support;
 
 use std::collections::BTreeMap;
 
-use fat_support::{assert_fsck_clean, build, mcopy_all, mdir_listing, mtype, Image, Tree, PART_START};
+use fat_support::{assert_fsck_clean, build, mdir_listing, mtype, Image, Tree, PART_START};
 use k8r_config::Sectors;
 use k8r_core::cmd;
 use k8r_core::disk::Disk;
 use k8r_core::fat::{FatFs, FatType, FormatOptions};
+use k8r_tests::oracle::mcopy_all;
 
 const MIB: u64 = 1 << 20;
 

@@ -77,7 +77,7 @@ fn assert_no_filesystem(disk: &mut MemDisk, case: &str) {
 
 /// The tree as `mcopy` reads it: path → bytes.
 fn tree_map(files: &[(String, Vec<u8>)]) -> BTreeMap<String, Vec<u8>> {
-    files.iter().cloned().collect()
+    files.iter().map(|(path, data)| (format!("/{path}"), data.clone())).collect()
 }
 
 /// Write `tar` to a file-backed boot-B and check it with k8r's reader,
@@ -106,7 +106,10 @@ fn write_and_check(tar: &[u8], files: &[(String, Vec<u8>)], case: &str) -> BootR
     let fat = dir.path().join("boot-b.fat");
     write_file(&fat, slot_bytes(&disk, BOOT_SLOT));
     assert_fsck_fat_clean(&fat);
-    assert!(mcopy_all(&fat, dir.path()) == tree_map(files), "{case}: mtools reads other files");
+    assert!(
+        k8r_tests::oracle::mcopy_all(&fat.display().to_string(), dir.path()) == tree_map(files),
+        "{case}: mtools reads other files"
+    );
     report
 }
 

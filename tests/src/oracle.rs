@@ -1,7 +1,8 @@
 //! Readers k8r did not write, for checking what k8r generates: python3's
 //! PyYAML (a YAML 1.1 reader, as go-yaml v2 under kubeadm is) and tomllib,
-//! and snapshot files of generated text.
+//! mtools, and snapshot files of generated text.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -46,4 +47,28 @@ pub fn pyyaml_documents(yaml: &str) -> serde_json::Value {
 pub fn tomllib(toml: &str) -> serde_json::Value {
     let program = "import sys, json, tomllib\nprint(json.dumps(tomllib.loads(sys.stdin.read())))";
     serde_json::from_str(&python(program, toml)).expect("python3 prints JSON")
+}
+
+/// Every file mtools copies out (`mcopy -s`) of the FAT filesystem at
+/// `target` (an image file, or mtools' `image@@offset`), by its path from
+/// the root (`/overlays/README`). `scratch` receives the copies.
+pub fn mcopy_all(target: &str, scratch: &Path) -> BTreeMap<String, Vec<u8>> {
+    let out = scratch.join("mcopy-out");
+    std::fs::create_dir_all(&out).unwrap_or_else(|e| panic!("creating {}: {e}", out.display()));
+    let dest = out.to_str().expect("a UTF-8 scratch path");
+    crate::tool(Command::new("mcopy").args(["-s", "-n", "-i", target, "::/*", dest]).env("MTOOLS_SKIP_CHECK", "1"));
+    let mut files = BTreeMap::new();
+    let mut todo = vec![out.clone()];
+    while let Some(dir) = todo.pop() {
+        for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display())) {
+            let p = e.expect("a directory entry").path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                let rel = p.strip_prefix(&out).expect("below the scratch directory").to_string_lossy().into_owned();
+                files.insert(format!("/{rel}"), std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())));
+            }
+        }
+    }
+    files
 }

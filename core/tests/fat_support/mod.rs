@@ -201,29 +201,6 @@ pub fn mdir_listing(target: &str) -> Vec<String> {
     paths
 }
 
-/// Copy everything out with `mcopy -s` and return files by path.
-pub fn mcopy_all(target: &str, scratch: &Path) -> BTreeMap<String, Vec<u8>> {
-    let out = scratch.join("mcopy-out");
-    std::fs::create_dir_all(&out).expect("mkdir");
-    k8r_core::cmd::run(&mut mtools(&["mcopy", "-s", "-n", "-i", target, "::/*", out.to_str().expect("utf8")]))
-        .expect("mcopy");
-    let mut files = BTreeMap::new();
-    let mut todo = vec![out.clone()];
-    while let Some(dir) = todo.pop() {
-        for e in std::fs::read_dir(&dir).expect("read_dir") {
-            let p = e.expect("entry").path();
-            if p.is_dir() {
-                todo.push(p);
-            } else {
-                let rel = p.strip_prefix(&out).expect("prefix").to_str().expect("utf8").to_string();
-                files.insert(format!("/{rel}"), std::fs::read(&p).expect("read"));
-            }
-        }
-    }
-    std::fs::remove_dir_all(&out).expect("clean up");
-    files
-}
-
 /// `mtype` one file.
 pub fn mtype(target: &str, path: &str) -> Vec<u8> {
     let spec = format!("::{path}");

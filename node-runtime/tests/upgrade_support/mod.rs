@@ -312,30 +312,6 @@ pub fn raw_tar(entries: &[RawEntry<'_>]) -> Vec<u8> {
     out
 }
 
-/// Copy every file out of the FAT image file `image` with mtools
-/// (`mcopy -s`) and return them by path (`overlays/README`).
-pub fn mcopy_all(image: &Path, scratch: &Path) -> BTreeMap<String, Vec<u8>> {
-    let out = scratch.join("mcopy-out");
-    std::fs::create_dir_all(&out).expect("mkdir");
-    let (image, dest) = (image.to_str().expect("utf-8"), out.to_str().expect("utf-8"));
-    let (ok, text) = run("mcopy", &["-s", "-n", "-i", image, "::/*", dest]);
-    assert!(ok, "mcopy: {text}");
-    let mut files = BTreeMap::new();
-    let mut todo = vec![out.clone()];
-    while let Some(dir) = todo.pop() {
-        for e in std::fs::read_dir(&dir).expect("read_dir") {
-            let p = e.expect("entry").path();
-            if p.is_dir() {
-                todo.push(p);
-            } else {
-                let rel = p.strip_prefix(&out).expect("prefix").to_str().expect("utf-8").to_string();
-                files.insert(rel, std::fs::read(&p).expect("read"));
-            }
-        }
-    }
-    files
-}
-
 /// `fsck.fat -n` on the FAT image file `image`: clean means exit 0 and
 /// nothing but the summary lines.
 pub fn assert_fsck_fat_clean(image: &Path) {
