@@ -26,7 +26,7 @@ use crate::assemble::{self, ConfigFiles, DiskInputs};
 use crate::golden::edits::{Content as FileContent, RootEdits};
 use crate::golden::fstab::FstabTargets;
 use crate::golden::root::{self as golden_root, GoldenInputs, Release};
-use crate::layout::{self, Content, DiskIdentity, LayoutRequest, Plan};
+use crate::layout::{self, Content, DiskIdentity, Plan};
 use crate::secrets;
 use crate::vendor::{self, SpooledPartition, VendorImage};
 use k8r_core::boottree::BootTree;
@@ -175,9 +175,11 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
     let firmware = firmware_for(&cfg, arch);
     let boot = BootTree::open(vendor::open_spooled(&boot_part)?, firmware)?;
     notes.extend(secrets::refuse(&scan_boot_files(&boot)?, 0, opts.allow_secrets_in_image)?);
-    let request = layout_request(&cfg);
-    let plan =
-        layout::plan(&request, &Content { golden_fs: Bytes(golden_size), boot_files: Bytes(boot.bytes()) }, identity)?;
+    let plan = layout::plan(
+        &cfg.layout,
+        &Content { golden_fs: Bytes(golden_size), boot_files: Bytes(boot.bytes()) },
+        identity,
+    )?;
     tracing::info!("partition plan:\n{plan}");
     check_space(&out_dir, Bytes(golden_size * 3), "writing the golden image and artifacts")?;
     // 6. Artifacts and disk, the compression (the longest step) in parallel.
@@ -468,22 +470,6 @@ pub(crate) fn firmware_for(cfg: &ClusterConfig, arch: Arch) -> Firmware {
         _ => Board::Pi4,
     };
     Firmware::new(board, false)
-}
-
-pub(crate) fn layout_request(cfg: &ClusterConfig) -> LayoutRequest {
-    let spec = |s: cluster::SizeSpec| match s {
-        cluster::SizeSpec::Auto => layout::SizeSpec::Auto,
-        cluster::SizeSpec::Fixed(b) => layout::SizeSpec::Fixed(b),
-    };
-    LayoutRequest {
-        table: cfg.layout.table,
-        config: cfg.layout.config,
-        boot: cfg.layout.boot,
-        working: spec(cfg.layout.working),
-        image: spec(cfg.layout.image),
-        data: cfg.layout.data,
-        disk: spec(cfg.layout.disk),
-    }
 }
 
 fn encode_options(cfg: &ClusterConfig) -> EncodeOptions {

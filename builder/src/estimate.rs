@@ -66,9 +66,8 @@ pub fn plan_for_config(config: &Path) -> anyhow::Result<Estimate> {
             Bytes(vl.boot.len().get() * 4 / 5)
         }
     };
-    let request = crate::build::layout_request(&cfg);
     let plan = layout::plan(
-        &request,
+        &cfg.layout,
         &Content { golden_fs: golden, boot_files },
         DiskIdentity::for_cluster(&cfg.kubernetes.cluster_name),
     )

@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use k8r_config::cluster::{Layout, SizeSpec};
 use k8r_config::{Bytes, Role, Sectors, TableKind, MIB, SECTOR_SIZE};
 use serde::Serialize;
 
@@ -26,35 +27,6 @@ pub const IMAGE_MIN_HEADROOM: Bytes = Bytes(256 * MIB);
 /// Minimum free room the working partition keeps above the image partition
 /// size, for logs and local state that does not live on data.
 pub const WORKING_MIN_HEADROOM: Bytes = Bytes(1024 * MIB);
-
-/// Size of a partition: fixed, or derived from what goes into it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SizeSpec {
-    /// Derive from the content (see [`plan`]).
-    Auto,
-    /// Exactly this many bytes.
-    Fixed(Bytes),
-}
-
-/// What the configuration asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct LayoutRequest {
-    /// Partition table format.
-    pub table: TableKind,
-    /// Config (FAT) partition size.
-    pub config: Bytes,
-    /// Size of each boot partition.
-    pub boot: Bytes,
-    /// Working root partition size.
-    pub working: SizeSpec,
-    /// Image partition size.
-    pub image: SizeSpec,
-    /// Initial data partition size (it grows on first boot).
-    pub data: Bytes,
-    /// Total disk size: `Auto` is the sum of the partitions.
-    pub disk: SizeSpec,
-}
 
 /// Facts about the content that sizes depend on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -227,7 +199,7 @@ pub fn auto_working_size(image: Bytes) -> Bytes {
 const BOOT_HEADROOM_PERCENT: u64 = 25;
 
 /// Plan the golden disk. Pure.
-pub fn plan(req: &LayoutRequest, content: &Content, identity: DiskIdentity) -> Result<Plan, PlanError> {
+pub fn plan(req: &Layout, content: &Content, identity: DiskIdentity) -> Result<Plan, PlanError> {
     for (key, size) in [("config", req.config), ("boot", req.boot), ("data", req.data)] {
         aligned(key, size)?;
     }
@@ -377,8 +349,8 @@ mod tests {
 
     const GIB: u64 = 1 << 30;
 
-    fn request(table: TableKind) -> LayoutRequest {
-        LayoutRequest {
+    fn request(table: TableKind) -> Layout {
+        Layout {
             table,
             config: Bytes::mib(64),
             boot: Bytes::mib(256),
@@ -469,7 +441,7 @@ mod tests {
     fn refusals_name_the_key() {
         struct Case {
             name: &'static str,
-            edit: fn(&mut LayoutRequest),
+            edit: fn(&mut Layout),
             want: &'static str,
         }
         let cases = [
