@@ -52,14 +52,15 @@ fn every_example_loads_and_round_trips() {
 #[test]
 fn examples_pin_what_they_download() {
     let load = |name: &str| cluster::load(&examples_dir().join(name)).unwrap_or_else(|e| panic!("{e}"));
-    for (name, arch) in [
-        ("control-plane.toml", Arch::Aarch64),
-        ("alpine.toml", Arch::Aarch64),
-        ("calico-gpt.toml", Arch::Aarch64),
-        ("../tests/vm/golden/cluster.toml", Arch::X86_64),
-        ("../tests/vm/golden/cluster.toml", Arch::Aarch64),
+    for (path, arch) in [
+        (examples_dir().join("control-plane.toml"), Arch::Aarch64),
+        (examples_dir().join("alpine.toml"), Arch::Aarch64),
+        (examples_dir().join("calico-gpt.toml"), Arch::Aarch64),
+        (vm_config(), Arch::X86_64),
+        (vm_config(), Arch::Aarch64),
     ] {
-        let c = load(name);
+        let c = cluster::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let name = path.display();
         for comp in Component::ALL {
             let r = c.resolve_component(comp, arch).unwrap_or_else(|e| panic!("{name}: {e}"));
             let is_url = matches!(r.location, cluster::Location::Url(_));

@@ -307,8 +307,9 @@ pub struct Scan {
 }
 
 /// Map the data blocks of the sparse image at `path` and hash everything:
-/// the ranges on a second thread ([`crate::io::sha256_disk_range`]) while this one hashes the whole image (the
-/// longer, strictly sequential pass, holes fed as zeros).
+/// the ranges on a second thread ([`crate::io::sha256_disk_range`]) while
+/// this one hashes the whole image (the longer, strictly sequential pass,
+/// holes fed as zeros).
 pub fn scan(path: &Path, progress: &dyn crate::io::progress::Progress) -> anyhow::Result<Scan> {
     use std::os::unix::fs::FileExt;
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;

@@ -16,9 +16,10 @@
 //!
 //! Each runs under `/usr/bin/time` (wall seconds, peak RSS, user and system
 //! CPU seconds), interleaved, `K8R_BENCH_RUNS` times; the tables show the
-//! run with the median wall time and the highest peak RSS. CPU seconds are printed too: on a shared
-//! machine wall times stretch with the load, CPU work does not. The artifact is an ext4 image
-//! populated from this machine's `/usr` (a few hundred MiB of real files),
+//! run with the median wall time and the highest peak RSS. CPU seconds are
+//! printed too: on a shared machine wall times stretch with the load, CPU
+//! work does not. The artifact is an ext4 image populated from this
+//! machine's `/usr` (a few hundred MiB of real files),
 //! compressed by k8r's multi-block xz encoder, generated once and cached
 //! under `target/` (`CARGO_TARGET_TMPDIR`). Environment knobs:
 //! `K8R_BENCH_MIB` (content, default 400), `K8R_BENCH_BLOCK_MIB` (xz block
@@ -102,7 +103,8 @@ fn main() -> anyhow::Result<()> {
         s = OFFSET
     );
     let floor = format!("xz -dc -T0 {} > /dev/null", xz_path.display());
-    let copy = reinstall_copy(&reinstall, &target, len);
+    let mut copy = Command::new(&reinstall);
+    copy.arg(&target).args([OFFSET, len, working, len].map(|n| n.to_string()));
     // k8r's reinstall: `unxz /image.img.xz | dd of=p3` (anchors-mission.md
     // §1.1), synced here so both write to the disk, not the page cache.
     let k8r_copy = format!(
@@ -154,16 +156,8 @@ fn main() -> anyhow::Result<()> {
     );
     // The last round ran k8r's dd after ours: copy once more, to count
     // and check what a reinstall writes.
-    let (_, stdout) = bench::time(&reinstall_copy(&reinstall, &target, len))?;
+    let (_, stdout) = bench::time(&rows[4].1)?;
     report_reinstall(&target, len, &stdout, image.raw_size, (results[4], results[5]))
-}
-
-/// The `reinstall_copy` example's command for the image slot at `OFFSET`
-/// and the working slot after it, both `len` bytes.
-fn reinstall_copy(exe: &Path, target: &Path, len: u64) -> Command {
-    let mut cmd = Command::new(exe);
-    cmd.arg(target).args([OFFSET, len, OFFSET + len, len].map(|n| n.to_string()));
-    cmd
 }
 
 /// The reinstall rows, with the bytes written against the golden root's
