@@ -484,9 +484,7 @@ fn submit(node: &Node<'_>, kind: TaskKind, no_wait: bool, json: bool) -> anyhow:
             eprintln!("queued task {} ({}); waiting for the k8r-node service to run it", task.id, task.kind.name());
         }
     }
-    let result = queue
-        .wait_for(task.id, Duration::from_secs(24 * 3600))?
-        .with_context(|| format!("task {} has no result yet", task.id))?;
+    let result = follow(&queue, node, task.id)?.with_context(|| format!("task {} has no result yet", task.id))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&result)?);
     } else {
@@ -494,6 +492,45 @@ fn submit(node: &Node<'_>, kind: TaskKind, no_wait: bool, json: bool) -> anyhow:
     }
     anyhow::ensure!(result.event != "failed", "task {} failed", task.id);
     Ok(())
+}
+
+/// Wait for task `id`'s result while drawing the progress the service
+/// publishes for it: a line naming each phase as it begins, then a bar on
+/// a terminal (plain lines otherwise).
+fn follow(queue: &Queue, node: &Node<'_>, id: u64) -> anyhow::Result<Option<crate::queue::ResultLine>> {
+    use crate::progress::{Change, Follower};
+    use k8r_core::io::progress::{Progress, Reporter};
+    let run_dir = node.run_dir();
+    let mut follower = Follower::new(id);
+    let mut bar: Option<Reporter> = None;
+    let result = queue.wait_for(id, Duration::from_secs(24 * 3600), || {
+        match follower.update(TaskProgress::read(&run_dir).as_ref()) {
+            Change::Nothing => {}
+            Change::Phase { phase, total, done } => {
+                if let Some(b) = bar.take() {
+                    b.finish();
+                }
+                eprintln!("task {id}: {phase}");
+                let b = Reporter::new(phase, total);
+                b.inc(done);
+                bar = Some(b);
+            }
+            Change::Advanced(n) => {
+                if let Some(b) = &bar {
+                    b.inc(n);
+                }
+            }
+            Change::Ended => {
+                if let Some(b) = bar.take() {
+                    b.finish();
+                }
+            }
+        }
+    });
+    if let Some(b) = bar {
+        b.finish();
+    }
+    result
 }
 
 /// Run the parsed command line on `host`.

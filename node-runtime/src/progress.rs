@@ -106,3 +106,114 @@ impl Progress for TaskProgress {
         self.publish();
     }
 }
+
+/// What changed between two readings of one task's published progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Nothing new.
+    Nothing,
+    /// A phase began (or began again): its name, bytes expected (0 when
+    /// unknown) and bytes already done.
+    Phase {
+        /// What is being done.
+        phase: String,
+        /// Bytes expected.
+        total: u64,
+        /// Bytes done when first seen.
+        done: u64,
+    },
+    /// The current phase moved on by this many bytes.
+    Advanced(u64),
+    /// The current phase ended (its file is gone or names another task).
+    Ended,
+}
+
+/// Follows what another process publishes for task `task` (the service
+/// running an operator's command), reading by reading.
+#[derive(Debug)]
+pub struct Follower {
+    task: u64,
+    current: Option<(String, u64)>,
+}
+
+impl Follower {
+    /// Follow task `task`; nothing seen yet.
+    pub fn new(task: u64) -> Follower {
+        Follower { task, current: None }
+    }
+
+    /// Take the latest reading (`None`: nothing published) and say what
+    /// changed since the last one.
+    pub fn update(&mut self, now: Option<&ProgressState>) -> Change {
+        let now = now.filter(|s| s.task == self.task);
+        match (self.current.as_mut(), now) {
+            (None, None) => Change::Nothing,
+            (Some(_), None) => {
+                self.current = None;
+                Change::Ended
+            }
+            (Some((phase, done)), Some(s)) if *phase == s.phase && s.done >= *done => {
+                let delta = s.done - *done;
+                *done = s.done;
+                if delta == 0 {
+                    Change::Nothing
+                } else {
+                    Change::Advanced(delta)
+                }
+            }
+            (_, Some(s)) => {
+                self.current = Some((s.phase.clone(), s.done));
+                Change::Phase { phase: s.phase.clone(), total: s.total, done: s.done }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(task: u64, phase: &str, done: u64) -> ProgressState {
+        ProgressState { task, phase: phase.into(), done, total: 100 }
+    }
+
+    #[test]
+    fn a_follower_sees_phases_begin_advance_and_end() {
+        let mut f = Follower::new(7);
+        assert_eq!(f.update(None), Change::Nothing);
+        assert_eq!(
+            f.update(Some(&state(7, "image", 10))),
+            Change::Phase { phase: "image".into(), total: 100, done: 10 }
+        );
+        assert_eq!(f.update(Some(&state(7, "image", 10))), Change::Nothing);
+        assert_eq!(f.update(Some(&state(7, "image", 45))), Change::Advanced(35));
+        // The next phase replaced the file between two readings.
+        assert_eq!(f.update(Some(&state(7, "boot", 0))), Change::Phase { phase: "boot".into(), total: 100, done: 0 });
+        assert_eq!(f.update(None), Change::Ended);
+        assert_eq!(f.update(None), Change::Nothing);
+    }
+
+    #[test]
+    fn a_follower_ignores_other_tasks_and_restarts_on_a_count_going_back() {
+        let mut f = Follower::new(7);
+        assert_eq!(f.update(Some(&state(6, "image", 50))), Change::Nothing);
+        assert!(matches!(f.update(Some(&state(7, "image", 50))), Change::Phase { .. }));
+        // A retried phase starts counting again.
+        assert_eq!(f.update(Some(&state(7, "image", 5))), Change::Phase { phase: "image".into(), total: 100, done: 5 });
+        assert_eq!(f.update(Some(&state(6, "image", 60))), Change::Ended);
+    }
+
+    #[test]
+    fn published_progress_is_read_back_and_cleared() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = TaskProgress::new(Some(dir.path().to_path_buf()), 3, "image → image partition", 1 << 20);
+        p.inc(4096);
+        p.finish();
+        assert_eq!(
+            TaskProgress::read(dir.path()),
+            Some(ProgressState { task: 3, phase: "image → image partition".into(), done: 4096, total: 1 << 20 })
+        );
+        p.clear();
+        assert_eq!(TaskProgress::read(dir.path()), None);
+    }
+}

@@ -140,7 +140,7 @@ impl Queue {
         let task = Task { id, kind, by: by.to_string() };
         let text = serde_json::to_string_pretty(&task).context("serialising a task")?;
         k8r_core::io::atomic::write_atomic(&dir.join(format!("{:016}.json", task.id)), text.as_bytes(), 0o600)?;
-        tracing::info!("queued task {} ({})", task.id, task.kind.name());
+        tracing::debug!("queued task {} ({})", task.id, task.kind.name());
         Ok(task)
     }
 
@@ -244,8 +244,9 @@ impl Queue {
         Ok(self.results()?.iter().any(|r| r.id == id))
     }
 
-    /// Wait until task `id` has a final result (the service runs it).
-    pub fn wait_for(&self, id: u64, timeout: Duration) -> anyhow::Result<Option<ResultLine>> {
+    /// Wait until task `id` has a final result (the service runs it),
+    /// calling `tick` between two looks (twice a second).
+    pub fn wait_for(&self, id: u64, timeout: Duration, mut tick: impl FnMut()) -> anyhow::Result<Option<ResultLine>> {
         let started = Instant::now();
         loop {
             if let Some(r) = self.result_of(id)? {
@@ -254,6 +255,7 @@ impl Queue {
             if started.elapsed() >= timeout {
                 return Ok(None);
             }
+            tick();
             std::thread::sleep(Duration::from_millis(500));
         }
     }
