@@ -18,11 +18,14 @@
 //!   reinstall`: the node comes back healthy with data intact.
 //! * `wipe`: `k8r-node wipe --yes`: data cleared, a new first boot.
 //! * `power-cuts`: QEMU killed at ≥ 20 seeded random points spread over an
-//!   upgrade's task (download, slot write), a reinstall request, and the
-//!   image root's boots as PID 1 (record, slot verification; a tally per
-//!   phase in the summary); after
-//!   each, the next power-on must be bootable by the firmware model, and
-//!   every flow must converge to a healthy node with its data intact.
+//!   upgrade's task (preflight, image-slot write), a reinstall request, and
+//!   the image root's boots as PID 1 (slot verification, copy to working,
+//!   grow, boot-A); every other cut of a phase lands a seeded delay after
+//!   the line that starts its long write, so the slot write and the copy
+//!   are cut mid-way in every run (a tally per phase and per step in the
+//!   summary). After each cut the next power-on must be bootable by the
+//!   firmware model, and every flow must converge to a healthy node with
+//!   its data intact.
 //! * `tryboot-one-shot`, `golden-v2`: the firmware's one-shot flag, and the
 //!   upgrade input, without the runtime.
 //! * `arm64-first-boot`: the cross-compiled k8r-node boots as a service in
@@ -48,7 +51,7 @@ use k8r_core::slots::{BootTarget, MODE_ARG, MODE_REINSTALL, NODE_BINARY};
 use k8r_tests::vm::disk;
 use k8r_tests::vm::firmware::set_tryboot_flag;
 use k8r_tests::vm::golden::{copy_sparse_file, golden_image, Golden, Instance, Release, MARKER, STUB_VERSION_FILE};
-use k8r_tests::vm::qemu::{Exit, GuestEnd, Machine, Running};
+use k8r_tests::vm::qemu::{Exit, GuestEnd, Machine, Running, WaitError};
 use k8r_tests::vm::scenario::{assert_passed, table, Ctx, Runner, Scenario};
 use k8r_tests::vm::shell::Shell;
 
@@ -265,7 +268,7 @@ fn boot_to_login(
                 ctx.log(&format!("login after booting {sel}"));
                 return Ok(run);
             }
-            Err(k8r_tests::vm::qemu::WaitError::Ended { end, .. }) => {
+            Err(WaitError::Ended { end, .. }) => {
                 ctx.log(&format!("boot of {sel} ended ({end:?}) before a login"));
             }
             Err(e) => return Err(e.into()),
@@ -565,19 +568,53 @@ enum CutPhase {
 }
 
 impl CutPhase {
-    /// Where in a boot of this phase a cut may land. An image-root boot is
-    /// cut in its first 35 s: the kernel, PID 1, the reinstall record and
-    /// the image slot's verification (which runs ~50 s under TCG, so the
-    /// copy itself is not reached here; `node_failpoints` interrupts every
-    /// step of the copy). A trial boot commits after a login.
+    /// Where in a boot of this phase a timed cut may land, from the boot's
+    /// start (from the command for the operator's phases). The image
+    /// root's boot as PID 1 takes ~27 s under TCG (kernel ~5 s, slot
+    /// verification ~11-13 s, then ~7 s to copy, grow, write boot-A and
+    /// seal); an upgrade's image-slot write ~20 s; `k8r-node reinstall`
+    /// reboots ~13 s after the command; a trial boot commits after a login.
     fn window(self) -> std::ops::Range<Duration> {
         let s = Duration::from_secs;
         match self {
             CutPhase::UpgradeTask => s(2)..s(45),
-            CutPhase::ReinstallRequest => s(1)..s(40),
+            CutPhase::ReinstallRequest => s(1)..s(12),
             CutPhase::ReinstallCopy => s(1)..s(35),
             CutPhase::Trial | CutPhase::Working => s(1)..s(75),
         }
+    }
+
+    /// The console line that begins this phase's longest write, and how
+    /// long after it an anchored cut may land: every other cut of the
+    /// phase is anchored there, so the image-slot write and the copy to
+    /// working are cut on a real kernel in every run, not by chance.
+    fn anchor(self) -> Option<(&'static str, std::ops::Range<Duration>)> {
+        let s = Duration::from_secs;
+        match self {
+            // `k8r-node upgrade` names each phase the service reports.
+            CutPhase::UpgradeTask => Some(("→ image partition", s(0)..s(15))),
+            // PID 1 logs the verified slot, then copies it.
+            CutPhase::ReinstallCopy => Some((VERIFIED_LINE, s(0)..s(5))),
+            _ => None,
+        }
+    }
+
+    /// The step of this phase a boot's console shows it reached: console
+    /// markers in the order the steps print them.
+    fn step(self, console: &str) -> &'static str {
+        let steps: &[(&str, &str)] = match self {
+            CutPhase::UpgradeTask => {
+                &[("queued task", "preflight"), ("→ image partition", "image-slot write"), ("→ boot-B", "boot-B write")]
+            }
+            CutPhase::ReinstallCopy => &[
+                ("Reinstall {", "slot verification"),
+                (VERIFIED_LINE, "copy to working"),
+                ("copy image → working:", "grow and boot-A"),
+                ("seal working:", "boot switch"),
+            ],
+            _ => &[],
+        };
+        steps.iter().rev().find(|(marker, _)| console.contains(marker)).map_or("start", |(_, step)| step)
     }
 
     fn of_boot(sel: &BootSelection) -> CutPhase {
@@ -589,6 +626,59 @@ impl CutPhase {
             CutPhase::Working
         }
     }
+}
+
+/// What PID 1 in reinstall mode logs once the image slot is verified,
+/// right before it copies the slot to working.
+const VERIFIED_LINE: &str = "verify image slot:";
+
+/// How long an anchored cut waits for its line (it comes ~20 s into the
+/// boot or the command).
+const ANCHOR_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Pull the plug on `r` at a seeded point of `phase` (none: let it run
+/// for long): timed from now, or, when `anchored`, after the phase's
+/// marker line (looked for from console offset `from`). Returns the step
+/// the cut interrupted, or `None` when the boot ended by itself first.
+fn cut(
+    ctx: &mut Ctx,
+    r: Running,
+    from: usize,
+    phase: Option<CutPhase>,
+    anchored: bool,
+    what: &str,
+) -> anyhow::Result<Option<&'static str>> {
+    let anchor = phase.filter(|_| anchored).and_then(|p| Some((p, p.anchor()?)));
+    let at = match (phase, anchor) {
+        (_, Some((p, (marker, window)))) => match r.wait_for_from(from, marker, ANCHOR_TIMEOUT) {
+            Ok(_) => ctx.cut_point(&format!("{what} after {marker:?}"), window),
+            Err(WaitError::Ended { .. }) => {
+                ctx.log(&format!("the boot ended by itself before {marker:?}"));
+                return Ok(None);
+            }
+            // Under TCG a guest now and then stops early in its kernel's
+            // start; cutting it there is a power cut like any other.
+            Err(WaitError::Timeout { .. }) => {
+                let step = p.step(&r.console());
+                ctx.log(&format!("no {marker:?} within {ANCHOR_TIMEOUT:?} (at {step}): cut now"));
+                ctx.note(format!("{what}: no {marker:?} within {ANCHOR_TIMEOUT:?}, cut at {step}"));
+                Duration::ZERO
+            }
+        },
+        (Some(p), None) => ctx.cut_point(what, p.window()),
+        (None, None) => line_timeout(ctx.arch()) * 4,
+    };
+    if let Err(WaitError::Ended { .. }) = r.wait_for("@@never-printed@@", at) {
+        if phase.is_some() {
+            ctx.log("the boot ended by itself before its cut");
+        }
+        return Ok(None);
+    }
+    let log = r.serial_log().to_path_buf();
+    let out = r.kill()?;
+    let (Exit::Killed, Some(p)) = (out.exit, phase) else { return Ok(None) };
+    let console = std::fs::read(&log).with_context(|| format!("reading {}", log.display()))?;
+    Ok(Some(p.step(&String::from_utf8_lossy(&console))))
 }
 
 /// Power cuts at seeded random points over an upgrade and reinstalls. The
@@ -603,7 +693,10 @@ fn power_cuts(ctx: &mut Ctx) -> anyhow::Result<()> {
     let two = v2.instantiate(&ctx.dir().join("v2"))?;
     let Booted { inst, server: _server, fwd, mut run, precious: sum } = settled_node(ctx, Some(&two.images))?;
     let disk = &inst.disk;
-    let mut tally = std::collections::BTreeMap::<CutPhase, u32>::new();
+    // Cuts planned per phase (every other one anchored), and cuts landed
+    // per phase and step.
+    let mut planned = std::collections::BTreeMap::<CutPhase, u32>::new();
+    let mut steps = std::collections::BTreeMap::<(CutPhase, &str), u32>::new();
     let mut cuts = 0;
     let mut flows = 0;
     loop {
@@ -617,7 +710,7 @@ fn power_cuts(ctx: &mut Ctx) -> anyhow::Result<()> {
             // One flow cuts the request itself; the others run it to its
             // reboot and cut the boots after it (a cut before the request
             // is written ends the flow after one cut and costs a full boot).
-            let cut_request = !tally.contains_key(&CutPhase::ReinstallRequest);
+            let cut_request = !steps.keys().any(|(p, _)| *p == CutPhase::ReinstallRequest);
             ("k8r-node reinstall", cut_request.then_some(CutPhase::ReinstallRequest))
         } else if flows <= UPGRADE_TASK_CUTS {
             ("k8r-node upgrade --reinstall", Some(CutPhase::UpgradeTask))
@@ -626,27 +719,21 @@ fn power_cuts(ctx: &mut Ctx) -> anyhow::Result<()> {
             ("k8r-node upgrade --reinstall", None)
         };
         ctx.log(&format!("flow {flows}: `{command}` ({cuts} cuts so far)"));
+        let mut from = run.console_end();
         run.send(&format!("{command}\n"))?;
         let mut phase = first;
         let mut current = Some(run);
         let mut flow_cuts = 0;
         while let Some(r) = current.take() {
-            let at = match phase {
-                Some(p) => ctx.cut_point(&format!("flow {flows} {p:?}"), p.window()),
-                None => line_timeout(arch) * 4,
-            };
-            match r.wait_for("@@never-printed@@", at) {
-                Err(k8r_tests::vm::qemu::WaitError::Ended { .. }) => {
-                    ctx.log("the boot ended by itself before its cut");
-                }
-                _ => {
-                    let out = r.kill()?;
-                    if let (Exit::Killed, Some(p)) = (out.exit, phase) {
-                        cuts += 1;
-                        flow_cuts += 1;
-                        *tally.entry(p).or_default() += 1;
-                    }
-                }
+            let anchored = phase.is_some_and(|p| planned.get(&p).copied().unwrap_or(0) % 2 == 1);
+            if let Some(p) = phase {
+                *planned.entry(p).or_default() += 1;
+            }
+            let what = format!("flow {flows} {}", phase.map_or("-".to_string(), |p| format!("{p:?}")));
+            if let (Some(p), Some(step)) = (phase, cut(ctx, r, from, phase, anchored, &what)?) {
+                cuts += 1;
+                flow_cuts += 1;
+                *steps.entry((p, step)).or_default() += 1;
             }
             // The next power-on must be bootable; it is cut too while the
             // flow goes on (a reinstall record is on the config partition).
@@ -659,6 +746,7 @@ fn power_cuts(ctx: &mut Ctx) -> anyhow::Result<()> {
             m.timeout = line_timeout(arch) * 4;
             m.net = Some(fwd);
             current = Some(m.start()?);
+            from = 0;
         }
         drop(current);
         // Let it converge to a login on a settled node.
@@ -668,14 +756,22 @@ fn power_cuts(ctx: &mut Ctx) -> anyhow::Result<()> {
         precious_again(&mut sh, &sum)?;
     }
     power_off(ctx, run)?;
+    let mut tally = std::collections::BTreeMap::<CutPhase, u32>::new();
+    for ((p, _), n) in &steps {
+        *tally.entry(*p).or_default() += n;
+    }
     let by_phase: Vec<String> = tally.iter().map(|(p, n)| format!("{p:?} {n}")).collect();
     ctx.note(format!("{cuts} power cuts over {flows} flows: {}", by_phase.join(", ")));
+    let by_step: Vec<String> = steps.iter().map(|((p, s), n)| format!("{p:?}: {s} {n}")).collect();
+    ctx.note(format!("cuts by step: {}", by_step.join(", ")));
     ensure!(cuts >= MIN_CUTS, "only {cuts} cuts");
-    // Trial boots are reached only by image-root boots that run to their
-    // end (~90 s under TCG), so they are not required here; the trial's
-    // interruptions are `node_failpoints`' and `tryboot-one-shot`'s.
-    for p in [CutPhase::UpgradeTask, CutPhase::ReinstallCopy] {
-        ensure!(tally.contains_key(&p), "no cut landed in {p:?}: {by_phase:?}");
+    // The two long writes must have been cut mid-way on a real kernel (the
+    // anchored cuts make sure of it). Trial boots are reached only by
+    // image-root boots that run to their end, so they are not required
+    // here; the trial's interruptions are `node_failpoints`' and
+    // `tryboot-one-shot`'s.
+    for (p, step) in [(CutPhase::UpgradeTask, "image-slot write"), (CutPhase::ReinstallCopy, "copy to working")] {
+        ensure!(steps.contains_key(&(p, step)), "no cut landed in {p:?}'s {step}: {by_step:?}");
     }
     let r = report(disk)?;
     ensure!(r["ok"] == true, "report: {r:#}");
