@@ -51,7 +51,7 @@ fn every_example_loads_and_round_trips() {
 
 #[test]
 fn examples_pin_what_they_download() {
-    let load = |name: &str| cluster::load(&examples_dir().join(name)).unwrap_or_else(|e| panic!("{e}"));
+    let load = |path: &Path| cluster::load(path).unwrap_or_else(|e| panic!("{e}"));
     for (path, arch) in [
         (examples_dir().join("control-plane.toml"), Arch::Aarch64),
         (examples_dir().join("alpine.toml"), Arch::Aarch64),
@@ -59,7 +59,7 @@ fn examples_pin_what_they_download() {
         (vm_config(), Arch::X86_64),
         (vm_config(), Arch::Aarch64),
     ] {
-        let c = cluster::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let c = load(&path);
         let name = path.display();
         for comp in Component::ALL {
             let r = c.resolve_component(comp, arch).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -70,11 +70,14 @@ fn examples_pin_what_they_download() {
             assert!(!is_url || pinned, "{name}: {comp} is downloaded unpinned");
         }
     }
-    let airgapped = load("airgapped.toml");
+    let airgapped = load(&examples_dir().join("airgapped.toml"));
     let containerd = airgapped.resolve_component(Component::Containerd, Arch::Aarch64).expect("resolves");
     assert_eq!(containerd.file_name, "containerd-static-2.1.5-linux-arm64.tar.gz");
     assert!(containerd.local_candidate.is_some());
-    assert_eq!(load("calico-gpt.toml").layout.working, SizeSpec::Fixed(k8r_config::Bytes(8 << 30)));
+    assert_eq!(
+        load(&examples_dir().join("calico-gpt.toml")).layout.working,
+        SizeSpec::Fixed(k8r_config::Bytes(8 << 30))
+    );
 }
 
 #[test]
