@@ -503,13 +503,16 @@ fn follow(queue: &Queue, node: &Node<'_>, id: u64) -> anyhow::Result<Option<crat
     let run_dir = node.run_dir();
     let mut follower = Follower::new(id);
     let mut bar: Option<Reporter> = None;
+    let finish = |bar: &mut Option<Reporter>| {
+        if let Some(b) = bar.take() {
+            b.finish();
+        }
+    };
     let result = queue.wait_for(id, Duration::from_secs(24 * 3600), || {
         match follower.update(TaskProgress::read(&run_dir).as_ref()) {
             Change::Nothing => {}
             Change::Phase { phase, total, done } => {
-                if let Some(b) = bar.take() {
-                    b.finish();
-                }
+                finish(&mut bar);
                 eprintln!("task {id}: {phase}");
                 let b = Reporter::new(phase, total);
                 b.inc(done);
@@ -520,16 +523,10 @@ fn follow(queue: &Queue, node: &Node<'_>, id: u64) -> anyhow::Result<Option<crat
                     b.inc(n);
                 }
             }
-            Change::Ended => {
-                if let Some(b) = bar.take() {
-                    b.finish();
-                }
-            }
+            Change::Ended => finish(&mut bar),
         }
     });
-    if let Some(b) = bar {
-        b.finish();
-    }
+    finish(&mut bar);
     result
 }
 
