@@ -89,3 +89,15 @@ fn migration_example_is_the_import_of_variables_cfg() {
     let seed = got.seed.expect("the sample has a join string");
     k8r_config::seed::Seed::parse(&seed).expect("its seed parses");
 }
+
+/// `make image` builds `control-plane.toml` from a fresh clone: a local
+/// file it names must be in the repository, or the README's first command
+/// fails before its download.
+#[test]
+fn the_readme_example_names_only_files_a_clone_has() {
+    let c = cluster::load(&examples_dir().join("control-plane.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let local = [c.upgrade.public_key.as_ref(), c.containerd.preload_images.as_ref(), c.components.dir.as_ref()];
+    for path in local.into_iter().flatten() {
+        assert!(path.exists(), "examples/control-plane.toml names {}, which a clone lacks", path.display());
+    }
+}
