@@ -584,17 +584,23 @@ impl CutPhase {
         }
     }
 
-    /// The console line that begins this phase's longest write, and how
-    /// long after it an anchored cut may land: every other cut of the
-    /// phase is anchored there, so the image-slot write and the copy to
-    /// working are cut on a real kernel in every run, not by chance.
-    fn anchor(self) -> Option<(&'static str, std::ops::Range<Duration>)> {
+    /// Where this phase's longest write begins, for the cuts aimed at it:
+    /// a phase's cuts are anchored until one has landed in that write,
+    /// then every other one, so the image-slot write and the copy to
+    /// working are cut on a real kernel in every run, not by chance (a
+    /// timed cut that misses lets the upgrade finish, and there is no
+    /// second one to cut).
+    fn anchor(self) -> Option<Anchor> {
         let s = Duration::from_secs;
         match self {
             // `k8r-node upgrade` names each phase the service reports.
-            CutPhase::UpgradeTask => Some(("→ image partition", s(0)..s(15))),
+            CutPhase::UpgradeTask => {
+                Some(Anchor { marker: "→ image partition", window: s(0)..s(15), step: "image-slot write" })
+            }
             // PID 1 logs the verified slot, then copies it.
-            CutPhase::ReinstallCopy => Some((VERIFIED_LINE, s(0)..s(5))),
+            CutPhase::ReinstallCopy => {
+                Some(Anchor { marker: VERIFIED_LINE, window: s(0)..s(5), step: "copy to working" })
+            }
             _ => None,
         }
     }
@@ -628,6 +634,16 @@ impl CutPhase {
     }
 }
 
+/// A console line a cut is timed from, and the step it aims at.
+struct Anchor {
+    /// The line that begins the write.
+    marker: &'static str,
+    /// How long after the line the cut may land.
+    window: std::ops::Range<Duration>,
+    /// What [`CutPhase::step`] calls the write.
+    step: &'static str,
+}
+
 /// What PID 1 in reinstall mode logs once the image slot is verified,
 /// right before it copies the slot to working.
 const VERIFIED_LINE: &str = "verify image slot:";
@@ -650,7 +666,7 @@ fn cut(
 ) -> anyhow::Result<Option<&'static str>> {
     let anchor = phase.filter(|_| anchored).and_then(|p| Some((p, p.anchor()?)));
     let at = match (phase, anchor) {
-        (_, Some((p, (marker, window)))) => match r.wait_for_from(from, marker, ANCHOR_TIMEOUT) {
+        (_, Some((p, Anchor { marker, window, .. }))) => match r.wait_for_from(from, marker, ANCHOR_TIMEOUT) {
             Ok(_) => ctx.cut_point(&format!("{what} after {marker:?}"), window),
             Err(WaitError::Ended { .. }) => {
                 ctx.log(&format!("the boot ended by itself before {marker:?}"));
@@ -693,8 +709,8 @@ fn power_cuts(ctx: &mut Ctx) -> anyhow::Result<()> {
     let two = v2.instantiate(&ctx.dir().join("v2"))?;
     let Booted { inst, server: _server, fwd, mut run, precious: sum } = settled_node(ctx, Some(&two.images))?;
     let disk = &inst.disk;
-    // Cuts planned per phase (every other one anchored), and cuts landed
-    // per phase and step.
+    // Cuts planned per phase (anchored as `CutPhase::anchor` says), and
+    // cuts landed per phase and step.
     let mut planned = std::collections::BTreeMap::<CutPhase, u32>::new();
     let mut steps = std::collections::BTreeMap::<(CutPhase, &str), u32>::new();
     let mut cuts = 0;
@@ -725,7 +741,10 @@ fn power_cuts(ctx: &mut Ctx) -> anyhow::Result<()> {
         let mut current = Some(run);
         let mut flow_cuts = 0;
         while let Some(r) = current.take() {
-            let anchored = phase.is_some_and(|p| planned.get(&p).copied().unwrap_or(0) % 2 == 1);
+            let anchored = phase.is_some_and(|p| {
+                let even = planned.get(&p).copied().unwrap_or(0) % 2 == 0;
+                p.anchor().is_some_and(|a| even || !steps.contains_key(&(p, a.step)))
+            });
             if let Some(p) = phase {
                 *planned.entry(p).or_default() += 1;
             }
@@ -770,7 +789,8 @@ fn power_cuts(ctx: &mut Ctx) -> anyhow::Result<()> {
     // image-root boots that run to their end, so they are not required
     // here; the trial's interruptions are `node_failpoints`' and
     // `tryboot-one-shot`'s.
-    for (p, step) in [(CutPhase::UpgradeTask, "image-slot write"), (CutPhase::ReinstallCopy, "copy to working")] {
+    for p in [CutPhase::UpgradeTask, CutPhase::ReinstallCopy] {
+        let step = p.anchor().map_or("its write", |a| a.step);
         ensure!(steps.contains_key(&(p, step)), "no cut landed in {p:?}'s {step}: {by_step:?}");
     }
     let r = report(disk)?;
