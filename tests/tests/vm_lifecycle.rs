@@ -20,9 +20,10 @@
 //! * `power-cuts`: QEMU killed at ≥ 20 seeded random points spread over an
 //!   upgrade's task (preflight, image-slot write), a reinstall request, and
 //!   the image root's boots as PID 1 (slot verification, copy to working,
-//!   grow, boot-A); every other cut of a phase lands a seeded delay after
-//!   the line that starts its long write, so the slot write and the copy
-//!   are cut mid-way in every run (a tally per phase and per step in the
+//!   grow, boot-A); the first and every other cut of a phase land a
+//!   seeded delay after the line that starts its long write (all of them
+//!   until one has landed in it), so the slot write and the copy are cut
+//!   mid-way in every run (a tally per phase and per step in the
 //!   summary). After each cut the next power-on must be bootable by the
 //!   firmware model, and every flow must converge to a healthy node with
 //!   its data intact.
@@ -584,25 +585,27 @@ impl CutPhase {
         }
     }
 
-    /// Where this phase's longest write begins, for the cuts aimed at it:
-    /// a phase's cuts are anchored until one has landed in that write,
-    /// then every other one, so the image-slot write and the copy to
-    /// working are cut on a real kernel in every run, not by chance (a
-    /// timed cut that misses lets the upgrade finish, and there is no
-    /// second one to cut).
-    fn anchor(self) -> Option<Anchor> {
+    /// The console line that begins this phase's longest write, and how
+    /// long after it an anchored cut may land: a phase's first cut is
+    /// anchored there, later ones alternate timed and anchored, and while
+    /// none has landed in that write they all stay anchored, so the
+    /// image-slot write and the copy to working are cut on a real kernel
+    /// in every run, not by chance (a timed cut that misses lets the
+    /// upgrade finish, and there is no second one to cut).
+    fn anchor(self) -> Option<(&'static str, std::ops::Range<Duration>)> {
         let s = Duration::from_secs;
         match self {
             // `k8r-node upgrade` names each phase the service reports.
-            CutPhase::UpgradeTask => {
-                Some(Anchor { marker: "→ image partition", window: s(0)..s(15), step: "image-slot write" })
-            }
+            CutPhase::UpgradeTask => Some(("→ image partition", s(0)..s(15))),
             // PID 1 logs the verified slot, then copies it.
-            CutPhase::ReinstallCopy => {
-                Some(Anchor { marker: VERIFIED_LINE, window: s(0)..s(5), step: "copy to working" })
-            }
+            CutPhase::ReinstallCopy => Some((VERIFIED_LINE, s(0)..s(5))),
             _ => None,
         }
+    }
+
+    /// The step anchored cuts aim at: the one the anchor's line begins.
+    fn aim(self) -> Option<&'static str> {
+        self.anchor().map(|(marker, _)| self.step(marker))
     }
 
     /// The step of this phase a boot's console shows it reached: console
@@ -634,16 +637,6 @@ impl CutPhase {
     }
 }
 
-/// A console line a cut is timed from, and the step it aims at.
-struct Anchor {
-    /// The line that begins the write.
-    marker: &'static str,
-    /// How long after the line the cut may land.
-    window: std::ops::Range<Duration>,
-    /// What [`CutPhase::step`] calls the write.
-    step: &'static str,
-}
-
 /// What PID 1 in reinstall mode logs once the image slot is verified,
 /// right before it copies the slot to working.
 const VERIFIED_LINE: &str = "verify image slot:";
@@ -666,7 +659,7 @@ fn cut(
 ) -> anyhow::Result<Option<&'static str>> {
     let anchor = phase.filter(|_| anchored).and_then(|p| Some((p, p.anchor()?)));
     let at = match (phase, anchor) {
-        (_, Some((p, Anchor { marker, window, .. }))) => match r.wait_for_from(from, marker, ANCHOR_TIMEOUT) {
+        (_, Some((p, (marker, window)))) => match r.wait_for_from(from, marker, ANCHOR_TIMEOUT) {
             Ok(_) => ctx.cut_point(&format!("{what} after {marker:?}"), window),
             Err(WaitError::Ended { .. }) => {
                 ctx.log(&format!("the boot ended by itself before {marker:?}"));
@@ -743,7 +736,7 @@ fn power_cuts(ctx: &mut Ctx) -> anyhow::Result<()> {
         while let Some(r) = current.take() {
             let anchored = phase.is_some_and(|p| {
                 let even = planned.get(&p).copied().unwrap_or(0) % 2 == 0;
-                p.anchor().is_some_and(|a| even || !steps.contains_key(&(p, a.step)))
+                p.aim().is_some_and(|step| even || !steps.contains_key(&(p, step)))
             });
             if let Some(p) = phase {
                 *planned.entry(p).or_default() += 1;
@@ -790,7 +783,7 @@ fn power_cuts(ctx: &mut Ctx) -> anyhow::Result<()> {
     // here; the trial's interruptions are `node_failpoints`' and
     // `tryboot-one-shot`'s.
     for p in [CutPhase::UpgradeTask, CutPhase::ReinstallCopy] {
-        let step = p.anchor().map_or("its write", |a| a.step);
+        let step = p.aim().with_context(|| format!("{p:?} has no anchor"))?;
         ensure!(steps.contains_key(&(p, step)), "no cut landed in {p:?}'s {step}: {by_step:?}");
     }
     let r = report(disk)?;
@@ -805,4 +798,11 @@ fn power_cuts(ctx: &mut Ctx) -> anyhow::Result<()> {
 fn disk_version(disk: &Path, path: &str) -> anyhow::Result<Option<String>> {
     let Some(text) = disk::config_text(disk, path)? else { return Ok(None) };
     Ok(Some(Manifest::parse(text.as_bytes())?.version))
+}
+
+#[test]
+fn anchored_cuts_aim_at_the_long_writes() {
+    assert_eq!(CutPhase::UpgradeTask.aim(), Some("image-slot write"));
+    assert_eq!(CutPhase::ReinstallCopy.aim(), Some("copy to working"));
+    assert_eq!(CutPhase::Trial.aim(), None);
 }
